@@ -1,0 +1,28 @@
+//! The platform abstraction of the ota-rs AWS IoT OTA agent.
+//!
+//! A board implements a handful of small traits:
+//!
+//! | Trait | Reference PAL calls (spec §5) |
+//! |---|---|
+//! | [`ImageStorage`] | `CreateFileForRx`, `WriteBlock`, `Abort` |
+//! | [`ImageVerifier`] | the signature check of `CloseFile` |
+//! | [`BootControl`] | `ActivateNewImage` (minus the reset), `SetPlatformImageState`, `GetPlatformImageState` |
+//! | [`Reset`] | `ResetDevice` |
+//! | [`DownloadJournal`] | none: the reference agent forgets progress on reset |
+//!
+//! Every operation returns [`PalError`], which packs into the reference agent's 32-bit status,
+//! so job failure reasons read the same as with a C PAL.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod boot;
+mod error;
+mod image;
+mod journal;
+mod signature;
+
+pub use boot::{BootControl, PlatformImageState, Reset};
+pub use error::{flash_sub_code, PalError, PalErrorKind};
+pub use image::{FileInfo, ImageStorage};
+pub use journal::{DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
+pub use signature::{HashAlgorithm, ImageVerifier, SignatureAlgorithm, SignatureKind};
