@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The project's test command (the README's "run the tests"). It checks for and installs what it
+# needs, then runs, in order: formatting, clippy, unit/property/scenario tests, no_std builds for
+# both Cortex-M targets, docs, and a bounded fuzz smoke run of every fuzz target.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --no-fuzz  skip the fuzz smoke run (no nightly toolchain needed)
+#
+# Exit status is non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-fuzz) FUZZ=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\ntest.sh: %s\n' "$*" >&2; exit 1; }
+
+# --- what the run needs -------------------------------------------------------------------
+step "checking tools"
+command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs) and re-run"
+command -v rustup >/dev/null || die "rustup is missing: the no_std targets are installed through it"
+if [ "$FUZZ" = 1 ]; then bash scripts/setup.sh --fuzz; else bash scripts/setup.sh; fi
+
+# The no_std library crates and the features their embedded builds use.
+NO_STD_CRATES=(
+  "ota-core:"
+  "ota-pal-traits:sim,conformance"
+)
+EMBEDDED_TARGETS=(thumbv7em-none-eabihf thumbv8m.main-none-eabihf)
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "cargo test (unit, property and scenario tests)"
+cargo test --workspace --all-features
+
+step "no_std builds for ${EMBEDDED_TARGETS[*]}"
+for entry in "${NO_STD_CRATES[@]}"; do
+  crate=${entry%%:*}; features=${entry#*:}
+  for target in "${EMBEDDED_TARGETS[@]}"; do
+    echo "    $crate ($target${features:+, features $features})"
+    cargo build --quiet -p "$crate" --target "$target" ${features:+--features "$features"}
+  done
+done
+
+step "cargo doc (warnings are errors)"
+cargo doc --workspace --no-deps --all-features --quiet
+
+if [ "$FUZZ" = 1 ]; then
+  step "fuzz smoke run (bounded; see scripts/fuzz.sh for long runs)"
+  bash scripts/fuzz.sh --smoke
+fi
+
+printf '\nall checks passed\n'
