@@ -116,7 +116,10 @@ mod tests {
     fn status_packs_main_and_sub_codes_like_the_reference() {
         let e = PalError::with_sub(PalErrorKind::SignatureCheckFailed, 0x1234);
         assert_eq!(e.status(), 0xe300_1234);
-        assert_eq!(PalError::new(PalErrorKind::CommitFailed).status(), 0xeb00_0000);
+        assert_eq!(
+            PalError::new(PalErrorKind::CommitFailed).status(),
+            0xeb00_0000
+        );
     }
 
     #[test]

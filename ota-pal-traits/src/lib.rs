@@ -20,6 +20,9 @@ mod error;
 mod image;
 mod journal;
 mod signature;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
 
 pub use boot::{BootControl, PlatformImageState, Reset};
 pub use error::{flash_sub_code, PalError, PalErrorKind};
