@@ -19,6 +19,7 @@ mod boot;
 mod error;
 mod image;
 mod journal;
+pub mod nor;
 mod signature;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
@@ -28,4 +29,5 @@ pub use boot::{BootControl, PlatformImageState, Reset};
 pub use error::{flash_sub_code, PalError, PalErrorKind};
 pub use image::{FileInfo, ImageStorage};
 pub use journal::{DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
+pub use nor::{AbortPolicy, NorFlashImageStorage};
 pub use signature::{HashAlgorithm, ImageVerifier, SignatureAlgorithm, SignatureKind};
