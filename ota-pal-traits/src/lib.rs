@@ -24,6 +24,7 @@ mod signature;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+pub mod verify;
 
 pub use boot::{BootControl, PlatformImageState, Reset};
 pub use error::{flash_sub_code, PalError, PalErrorKind};
@@ -31,3 +32,4 @@ pub use image::{FileInfo, ImageStorage};
 pub use journal::{DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
 pub use nor::{AbortPolicy, NorFlashImageStorage};
 pub use signature::{HashAlgorithm, ImageVerifier, SignatureAlgorithm, SignatureKind};
+pub use verify::{verify_stored_image, Sha256EcdsaP256Verifier};
