@@ -18,7 +18,7 @@
 mod boot;
 mod error;
 mod image;
-mod journal;
+pub mod journal;
 pub mod nor;
 mod signature;
 #[cfg(feature = "sim")]
@@ -29,7 +29,7 @@ pub mod verify;
 pub use boot::{BootControl, PlatformImageState, Reset};
 pub use error::{flash_sub_code, PalError, PalErrorKind};
 pub use image::{FileInfo, ImageStorage};
-pub use journal::{DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
+pub use journal::{flash::FlashJournal, DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
 pub use nor::{AbortPolicy, NorFlashImageStorage};
 pub use signature::{HashAlgorithm, ImageVerifier, SignatureAlgorithm, SignatureKind};
 pub use verify::{verify_stored_image, Sha256EcdsaP256Verifier};
