@@ -16,6 +16,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod boot;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod error;
 mod image;
 pub mod journal;
