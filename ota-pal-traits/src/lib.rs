@@ -1,17 +1,4 @@
-//! The platform abstraction of the ota-rs AWS IoT OTA agent.
-//!
-//! A board implements a handful of small traits:
-//!
-//! | Trait | Reference PAL calls (spec §5) |
-//! |---|---|
-//! | [`ImageStorage`] | `CreateFileForRx`, `WriteBlock`, `Abort` |
-//! | [`ImageVerifier`] | the signature check of `CloseFile` |
-//! | [`BootControl`] | `ActivateNewImage` (minus the reset), `SetPlatformImageState`, `GetPlatformImageState` |
-//! | [`Reset`] | `ResetDevice` |
-//! | [`DownloadJournal`] | none: the reference agent forgets progress on reset |
-//!
-//! Every operation returns [`PalError`], which packs into the reference agent's 32-bit status,
-//! so job failure reasons read the same as with a C PAL.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
