@@ -11,7 +11,10 @@
 //!   pad were not the erase value), so it fails instead;
 //! * [`read`](ImageStorage::read) reads any offset and length inside the region;
 //! * [`abort`](ImageStorage::abort) erases every sector written since `prepare` / `resume`
-//!   (see [`AbortPolicy`] for the cheaper variant).
+//!   (see [`AbortPolicy`] for the cheaper variant). The reference agent also calls its
+//!   `otaPal_Abort` after a *successful* close, where it only releases a file handle; here
+//!   abort destroys the partial file, so once the image is handed to the bootloader call
+//!   [`release`](NorFlashImageStorage::release) instead, after which abort is a no-op.
 //!
 //! A unit is therefore never programmed twice between erases, so the storage works on flash
 //! that forbids it. Write units up to [`MAX_WRITE_SIZE`] and read units up to
@@ -128,6 +131,12 @@ impl<F: NorFlash> NorFlashImageStorage<F> {
     /// Give the flash driver back.
     pub fn into_inner(self) -> F {
         self.flash
+    }
+
+    /// Close the file without touching the flash (after a successful verification and
+    /// hand-over): a later [`abort`](ImageStorage::abort) then keeps the image.
+    pub fn release(&mut self) {
+        self.open = Open::Idle;
     }
 
     /// Size of the file being received, if one is open.
@@ -520,6 +529,11 @@ mod tests {
             let mut b = [0u8; 2];
             st.read(510, &mut b).await.unwrap();
             assert_eq!(b, [0, 0]);
+            // Released after hand-over: abort keeps the image.
+            st.release();
+            dev.reset_stats().unwrap();
+            st.abort().await.unwrap();
+            assert_eq!(dev.stats().unwrap().erases, 0);
             assert_eq!(
                 st.resume(&file(2000)).await,
                 Err(PalError::new(PalErrorKind::RxFileTooLarge))

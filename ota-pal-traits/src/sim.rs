@@ -17,6 +17,8 @@
 //!   carries them as const generics (`SimFlash<'d, M, WRITE, ERASE>`);
 //!   [`SimDevice::view`] checks that they agree with the device (each must be a whole multiple
 //!   of the device's unit, so a view may be coarser than the chip, never finer).
+//! * With both trait families in scope a method call such as `flash.write(..)` is ambiguous;
+//!   import only the family you use (the PAL types here use the async one).
 //! * Every operation completes at once: the async methods never return `Pending`, and
 //!   [`block_on`] runs them without an executor.
 //!

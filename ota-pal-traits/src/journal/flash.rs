@@ -299,7 +299,7 @@ impl<F: NorFlash> FlashJournal<F> {
         let Some(blocks) = blocks_of(&header) else {
             return Ok(None);
         };
-        if snap_len != 0 && snap_len != blocks.div_ceil(8) {
+        if blocks > self.max_blocks() || (snap_len != 0 && snap_len != blocks.div_ceil(8)) {
             return Ok(None);
         }
         if self.entries_start(snap_len) + self.entry_size() > self.half_len {
@@ -774,6 +774,30 @@ mod tests {
         // Flip a bit of the header: the journal is empty.
         d.modify(|m| m[30] ^= 0x01).unwrap();
         assert_eq!(load(&mut journal::<16, 256>(&d, 0xFF)), (None, vec![]));
+    }
+
+    #[test]
+    fn a_journal_at_an_offset_keeps_to_its_area() {
+        let d = device(16, 256, 6, 0xFF);
+        d.modify(|m| m.fill(0x5A)).unwrap();
+        let view = d.view::<16, 256>(256, 1280).unwrap();
+        let mut j = FlashJournal::new(view.clone(), 256, 512, 0xFF).unwrap();
+        block_on(async {
+            // Erased-looking garbage is no journal; begin erases what it needs.
+            assert_eq!(j.load(&mut |_| {}).await, Ok(None));
+            j.begin(&hdr("off", 2000, 100, 5)).await.unwrap();
+            for i in 0..20 {
+                j.record_block(i).await.unwrap(); // compacts twice
+            }
+            j.clear().await.unwrap();
+            j.begin(&hdr("off", 2000, 100, 6)).await.unwrap();
+            j.record_block(19).await.unwrap();
+        });
+        let mut again = FlashJournal::new(view, 256, 512, 0xFF).unwrap();
+        assert_eq!(load(&mut again), (Some(hdr("off", 2000, 100, 6)), vec![19]));
+        let mem = d.inspect(|m| m.to_vec()).unwrap();
+        assert!(mem[..512].iter().all(|&b| b == 0x5A), "before the area");
+        assert!(mem[1024..].iter().all(|&b| b == 0x5A), "after the area");
     }
 
     #[derive(Debug, Clone)]
