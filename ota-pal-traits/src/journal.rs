@@ -7,6 +7,8 @@
 
 use crate::PalError;
 
+pub mod flash;
+
 /// Longest job id AWS IoT Jobs accepts (spec §1.2).
 pub const MAX_JOB_ID_LEN: usize = 64;
 

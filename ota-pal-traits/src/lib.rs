@@ -1,28 +1,25 @@
-//! The platform abstraction of the ota-rs AWS IoT OTA agent.
-//!
-//! A board implements a handful of small traits:
-//!
-//! | Trait | Reference PAL calls (spec §5) |
-//! |---|---|
-//! | [`ImageStorage`] | `CreateFileForRx`, `WriteBlock`, `Abort` |
-//! | [`ImageVerifier`] | the signature check of `CloseFile` |
-//! | [`BootControl`] | `ActivateNewImage` (minus the reset), `SetPlatformImageState`, `GetPlatformImageState` |
-//! | [`Reset`] | `ResetDevice` |
-//! | [`DownloadJournal`] | none: the reference agent forgets progress on reset |
-//!
-//! Every operation returns [`PalError`], which packs into the reference agent's 32-bit status,
-//! so job failure reasons read the same as with a C PAL.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod boot;
+#[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
+pub mod conformance;
 mod error;
 mod image;
-mod journal;
+pub mod journal;
+pub mod nor;
 mod signature;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
+pub mod verify;
 
 pub use boot::{BootControl, PlatformImageState, Reset};
 pub use error::{flash_sub_code, PalError, PalErrorKind};
 pub use image::{FileInfo, ImageStorage};
-pub use journal::{DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
+pub use journal::{flash::FlashJournal, DownloadJournal, JournalHeader, NoJournal, MAX_JOB_ID_LEN};
+pub use nor::{AbortPolicy, NorFlashImageStorage};
 pub use signature::{HashAlgorithm, ImageVerifier, SignatureAlgorithm, SignatureKind};
+pub use verify::{verify_stored_image, Sha256EcdsaP256Verifier};
