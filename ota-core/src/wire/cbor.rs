@@ -7,10 +7,10 @@
 //!
 //! Supported on decode: a top-level definite **or** indefinite-length map (the service sends
 //! indefinite maps, §3.3), keys in any order, unknown keys skipped, trailing bytes after the map
-//! ignored (as tinycbor does). Not supported: indefinite-length (chunked) text or byte strings
-//! for the fields we read (they cannot be borrowed; the service does not send them), and, for
-//! skipped unknown values only, an indefinite array/map nested inside a definite one (minicbor
-//! cannot skip those without `alloc`); both are reported as errors, never misread.
+//! ignored (as tinycbor does), unknown values of any shape skipped up to [`MAX_SKIP_DEPTH`]
+//! levels of nesting. Not supported: indefinite-length (chunked) text or byte strings for the
+//! fields we read (they cannot be borrowed; the service does not send them) and deeper nesting
+//! in skipped values; both are reported as errors, never misread.
 
 use core::fmt;
 
@@ -179,6 +179,72 @@ fn malformed<E>(_: E) -> DecodeError {
     DecodeError::Malformed
 }
 
+/// Nesting depth of arrays and maps inside an unknown value that the decoders skip. Deeper
+/// values are refused as [`DecodeError::Malformed`] (the skip stack lives on the call stack:
+/// 16 × 16 bytes).
+pub const MAX_SKIP_DEPTH: usize = 16;
+
+/// Skips one complete CBOR item of any shape, definite or indefinite, without allocation.
+/// (minicbor's own `skip` cannot skip an indefinite container nested in a definite one
+/// without `alloc`.)
+fn skip_item(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+    // Open containers: `Some(n)` = n items left in a definite one, `None` = indefinite.
+    let mut stack = [None::<u64>; MAX_SKIP_DEPTH];
+    let mut depth = 0usize;
+    loop {
+        let ty = d.datatype().map_err(malformed)?;
+        let mut opened = None;
+        match ty {
+            Type::Break => {
+                // Only valid as the end of the innermost open indefinite container.
+                match depth.checked_sub(1).and_then(|top| stack.get(top)) {
+                    Some(None) => {
+                        d.set_position(d.position() + 1);
+                        depth -= 1;
+                    }
+                    _ => return Err(DecodeError::Malformed),
+                }
+            }
+            Type::Tag => {
+                // The tagged item follows; the tag itself is not an item.
+                d.tag().map_err(malformed)?;
+                continue;
+            }
+            Type::Array => opened = Some(d.array().map_err(malformed)?),
+            Type::Map => opened = Some(d.map().map_err(malformed)?.map(|n| n.saturating_mul(2))),
+            Type::ArrayIndef => opened = Some(d.array().map_err(malformed)?),
+            Type::MapIndef => opened = Some(d.map().map_err(malformed)?),
+            // Scalars and (possibly chunked) strings: minicbor skips them without `alloc`.
+            _ => d.skip().map_err(malformed)?,
+        }
+        if let Some(len) = opened {
+            if len != Some(0) {
+                let slot = stack.get_mut(depth).ok_or(DecodeError::Malformed)?;
+                *slot = len;
+                depth += 1;
+                continue;
+            }
+        }
+        // One item is complete: count it in the enclosing definite containers.
+        loop {
+            let Some(top) = depth.checked_sub(1) else {
+                return Ok(());
+            };
+            match stack.get_mut(top) {
+                Some(Some(n)) => {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        depth = top;
+                        continue;
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 /// Walks the entries of the top-level map of `input`. For each text key, `on_entry` gets the
 /// key and the decoder positioned at the value; it returns `Ok(true)` if it consumed the value,
 /// `Ok(false)` to have it skipped. Non-text keys and their values are skipped.
@@ -207,7 +273,7 @@ where
             Type::String => Some(d.str().map_err(malformed)?),
             Type::Break => return Err(DecodeError::Malformed),
             _ => {
-                d.skip().map_err(malformed)?;
+                skip_item(&mut d)?;
                 None
             }
         };
@@ -216,7 +282,7 @@ where
             None => false,
         };
         if !consumed {
-            d.skip().map_err(malformed)?;
+            skip_item(&mut d)?;
         }
     }
     Ok(())

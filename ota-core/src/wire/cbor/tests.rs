@@ -186,6 +186,75 @@ fn decodes_indefinite_map_in_any_order_with_unknown_keys() {
     assert_eq!(b.payload, &[0x55]);
 }
 
+/// `{"x": <value>, "f":0, "i":0, "l":1, "p":h'55'}` as an indefinite map.
+fn with_unknown(value: &[u8]) -> Vec<u8> {
+    let mut m = hex("bf 61 78");
+    m.extend_from_slice(value);
+    m.extend_from_slice(&hex("61 66 00 61 69 00 61 6c 01 61 70 41 55 ff"));
+    m
+}
+
+#[test]
+fn skips_unknown_values_of_any_shape() {
+    for value in [
+        "f6",                            // null
+        "fb 3f f0 00 00 00 00 00 00",    // 1.0
+        "3a 00 01 00 00",                // negative int
+        "5f 41 01 42 02 03 ff",          // chunked bytes
+        "7f 61 61 61 62 ff",             // chunked text
+        "82 9f 01 bf 61 61 80 ff ff a0", // [[_ 1, {_ "a": []}], {}]
+        "a1 01 9f ff",                   // {1: [_ ]}
+        "c1 c2 9f c3 01 ff",             // tags around tags
+        "9f 9f 9f ff ff ff",
+        "80",
+    ] {
+        let msg = with_unknown(&hex(value));
+        assert_eq!(
+            DataBlock::decode(&msg).map(|b| b.payload),
+            Ok(&[0x55][..]),
+            "{value}"
+        );
+    }
+    // non-text keys are skipped with their values
+    let mut msg = hex("bf 82 01 02 9f 01 ff 01 02");
+    msg.extend_from_slice(&with_unknown(&hex("00"))[1..]);
+    assert!(DataBlock::decode(&msg).is_ok());
+}
+
+#[test]
+fn skip_depth_is_bounded_and_breaks_are_checked() {
+    let nested = |depth: usize| {
+        // `depth` arrays, one inside the other, around a 0
+        let mut v = std::vec![0x81u8; depth];
+        v.push(0x00);
+        v
+    };
+    assert!(DataBlock::decode(&with_unknown(&nested(MAX_SKIP_DEPTH))).is_ok());
+    assert_eq!(
+        DataBlock::decode(&with_unknown(&nested(MAX_SKIP_DEPTH + 1))),
+        Err(DecodeError::Malformed)
+    );
+    let mut deep = std::vec![0x9fu8; 10_000];
+    deep.extend(std::vec![0xffu8; 10_000]);
+    assert_eq!(
+        DataBlock::decode(&with_unknown(&deep)),
+        Err(DecodeError::Malformed)
+    );
+    // a break inside a definite array, a lone break as a value
+    for bad in ["81 ff", "ff", "82 9f ff ff"] {
+        assert_eq!(
+            DataBlock::decode(&with_unknown(&hex(bad))),
+            Err(DecodeError::Malformed),
+            "{bad}"
+        );
+    }
+    // a huge declared count with no content ends with an error, quickly
+    assert_eq!(
+        DataBlock::decode(&with_unknown(&hex("9b ff ff ff ff ff ff ff ff"))),
+        Err(DecodeError::Malformed)
+    );
+}
+
 #[test]
 fn block_decode_errors_of_8_2() {
     let p = [1u8, 2, 3];
@@ -528,6 +597,39 @@ proptest! {
         prop_assert_eq!(b.file_id, f);
         prop_assert_eq!(b.block_index, i);
         prop_assert_eq!(b.block_size as usize, payload.len());
+        prop_assert_eq!(b.payload, &payload[..]);
+    }
+
+    #[test]
+    fn block_encoded_by_ciborium_decodes(
+        f: u32, i: u32,
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+        extra in proptest::collection::vec(("[a-z]{2,6}", any::<i64>()), 0..4),
+        nested: bool,
+        rotate in 0usize..8,
+    ) {
+        use ciborium::Value as V;
+        let mut entries = std::vec![
+            (V::Text("f".into()), V::Integer(f.into())),
+            (V::Text("i".into()), V::Integer(i.into())),
+            (V::Text("l".into()), V::Integer((payload.len() as u64).into())),
+            (V::Text("p".into()), V::Bytes(payload.clone())),
+            (V::Text("c".into()), V::Text("rdy".into())),
+        ];
+        for (k, v) in &extra {
+            let value = if nested {
+                V::Array(std::vec![V::Map(std::vec![(V::Integer((*v).into()), V::Null)])])
+            } else {
+                V::Integer((*v).into())
+            };
+            entries.push((V::Text(k.clone()), value));
+        }
+        let len = entries.len();
+        entries.rotate_left(rotate % len);
+        let mut msg = Vec::new();
+        ciborium::ser::into_writer(&V::Map(entries), &mut msg).unwrap();
+        let b = DataBlock::decode(&msg).unwrap();
+        prop_assert_eq!((b.file_id, b.block_index), (f, i));
         prop_assert_eq!(b.payload, &payload[..]);
     }
 
