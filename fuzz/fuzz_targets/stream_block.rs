@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
                 .checked_mul(block.block_size)
                 .and_then(|o| o.checked_add(block.block_size))
             {
-                assert_eq!(block.validate(block.file_id, size, block.block_size), Ok(()));
+                assert_eq!(
+                    block.validate(block.file_id, size, block.block_size),
+                    Ok(())
+                );
             }
         }
         let _ = block.file_offset(4096);

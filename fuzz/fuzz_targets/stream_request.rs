@@ -25,12 +25,21 @@ fn u32le(data: &mut &[u8]) -> Option<u32> {
 
 fuzz_target!(|data: &[u8]| {
     let mut data = data;
-    let Some(&[token_len]) = take(&mut data, 1) else { return };
-    let Some(token) = take(&mut data, token_len as usize) else { return };
-    let Ok(token) = core::str::from_utf8(token) else { return };
-    let (Some(f), Some(l), Some(o), Some(n)) =
-        (u32le(&mut data), u32le(&mut data), u32le(&mut data), u32le(&mut data))
-    else {
+    let Some(&[token_len]) = take(&mut data, 1) else {
+        return;
+    };
+    let Some(token) = take(&mut data, token_len as usize) else {
+        return;
+    };
+    let Ok(token) = core::str::from_utf8(token) else {
+        return;
+    };
+    let (Some(f), Some(l), Some(o), Some(n)) = (
+        u32le(&mut data),
+        u32le(&mut data),
+        u32le(&mut data),
+        u32le(&mut data),
+    ) else {
         return;
     };
     let bitmap = &data[..data.len().min(12_288)];
@@ -49,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
     let short = len - 1;
     assert_eq!(
         req.encode(&mut buf[..short]),
-        Err(EncodeError::BufferTooSmall { needed: len, available: short })
+        Err(EncodeError::BufferTooSmall {
+            needed: len,
+            available: short
+        })
     );
     let len = req.encode(&mut buf).expect("fits");
     let bytes = &buf[..len];
