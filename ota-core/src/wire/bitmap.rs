@@ -279,6 +279,25 @@ impl<const BYTES: usize> BlockBitmap<BYTES> {
         let slice = bytes.get(start..end)?;
         Some(((start as u32) * 8, slice))
     }
+
+    /// Like [`window`](Self::window), but also no longer than needed to hold the first
+    /// `max_blocks` wanted blocks: with `n = max_blocks` in the request (§3.4: with `b`, `n`
+    /// caps the blocks sent) the rest of the bitmap would be dead weight on the wire.
+    /// `max_blocks` is taken as at least 1.
+    pub fn window_limited(&self, max_bytes: usize, max_blocks: u32) -> Option<(u32, &[u8])> {
+        let (offset, window) = self.window(max_bytes)?;
+        let mut left = max_blocks.max(1);
+        let mut len = window.len();
+        for (i, b) in window.iter().enumerate() {
+            let ones = b.count_ones();
+            if ones >= left {
+                len = i + 1;
+                break;
+            }
+            left -= ones;
+        }
+        Some((offset, window.get(..len)?))
+    }
 }
 
 /// Iterator over the wanted blocks of a [`BlockBitmap`], from
@@ -396,6 +415,15 @@ mod tests {
         let (o, w) = b.window(0).unwrap();
         assert_eq!((o, w), (16, &[0x30][..]));
         assert_eq!(b.iter_wanted().collect::<Vec<_>>(), wanted);
+        // n = 1 needs only the first byte; n = 3 the first two; n = 4 up to block 43
+        assert_eq!(b.window_limited(8, 1), Some((16, &[0x30][..])));
+        assert_eq!(b.window_limited(8, 2), Some((16, &[0x30][..])));
+        assert_eq!(b.window_limited(8, 3), Some((16, &[0x30, 0x01][..])));
+        assert_eq!(
+            b.window_limited(8, 4),
+            Some((16, &[0x30, 0x01, 0x00, 0x08][..]))
+        );
+        assert_eq!(b.window_limited(3, 4), b.window(3));
     }
 
     #[test]
@@ -468,6 +496,22 @@ mod tests {
                     // bit 0 of the window is block o
                     prop_assert!(w[0] & (1 << (first - o)) != 0);
                 }
+            }
+
+            let limit = (max_bytes % 7) as u32;
+            match (b.window(max_bytes), b.window_limited(max_bytes, limit)) {
+                (None, None) => {}
+                (Some((o, w)), Some((lo, lw))) => {
+                    prop_assert_eq!(lo, o);
+                    prop_assert!(w.starts_with(lw) && !lw.is_empty());
+                    let in_w: u32 = w.iter().map(|x| x.count_ones()).sum();
+                    let in_lw: u32 = lw.iter().map(|x| x.count_ones()).sum();
+                    // all wanted blocks of the window up to the limit are kept, no extra byte
+                    prop_assert!(in_lw >= in_w.min(limit.max(1)));
+                    let without_last: u32 = lw[..lw.len() - 1].iter().map(|x| x.count_ones()).sum();
+                    prop_assert!(without_last < limit.max(1));
+                }
+                other => prop_assert!(false, "{:?}", other),
             }
 
             let received: Vec<u32> = (0..n).filter(|k| !model[*k as usize]).collect();

@@ -46,6 +46,25 @@ fn request_matches_reference_trace() {
 }
 
 #[test]
+fn request_from_bitmap_window_matches_trace() {
+    use crate::wire::bitmap::DefaultBlockBitmap;
+    let first = "a6 61 63 63 72 64 79 61 66 00 61 6c 19 10 00 61 6f 00 61 62 41 07 61 6e 01";
+    let mut bitmap = DefaultBlockBitmap::for_file(10240, 4096).unwrap();
+    for (received, tail) in [(None, "41 07"), (Some(0), "41 06"), (Some(1), "41 04")] {
+        if let Some(k) = received {
+            bitmap.mark_received(k).unwrap();
+        }
+        let (o, b) = bitmap.window(128).unwrap();
+        let req = StreamRequest {
+            block_offset: o,
+            bitmap: b,
+            ..reference_request(&[])
+        };
+        assert_eq!(encode(&req), hex(&first.replace("41 07", tail)));
+    }
+}
+
+#[test]
 fn request_matches_unit_test_vector() {
     // §3.1 test_OTA_CborEncodeStreamRequest, for a few values of N.
     for n in [1u32, 4, 23, 24, 255, 256, 70000] {
