@@ -21,3 +21,6 @@ pub mod number;
 pub mod status;
 pub mod topic;
 pub mod version;
+
+// Bounded text writer shared by `status` (crate-private).
+mod writer;
