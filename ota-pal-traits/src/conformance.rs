@@ -56,7 +56,8 @@ pub struct PalUnderTest<'a, S, V, B> {
     /// Block ("page") size for the many-blocks write: a multiple of the storage's write unit,
     /// with `9 * block_size + data.len()` within the storage capacity.
     pub block_size: u32,
-    /// Scratch buffer for reading the file back while verifying (any non-empty size).
+    /// Scratch buffer for building blocks and reading the file back: at least `block_size`
+    /// bytes (the many-blocks check writes each block from it in one call).
     pub scratch: &'a mut [u8],
 }
 
