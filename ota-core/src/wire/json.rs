@@ -649,8 +649,10 @@ impl<'a> JsonStr<'a> {
             .ok_or(err(JsonErrorKind::BufferTooSmall, needed))?;
         let mut at = 0;
         for c in self.chars() {
+            // `needed` was summed from the same characters, so this never fails; checked
+            // anyway because `encode_utf8` panics on a short slot.
             let slot = out
-                .get_mut(at..)
+                .get_mut(at..at + c.len_utf8())
                 .ok_or(err(JsonErrorKind::BufferTooSmall, needed))?;
             at += c.encode_utf8(slot).len();
         }
