@@ -83,7 +83,8 @@ pub struct JobError {
     /// Dotted path of the offending key, e.g.
     /// `execution.jobDocument.afr_ota.files[].filesize`; empty for the payload itself.
     pub key: &'static str,
-    /// Byte offset of the offending value (or of the JSON error) in the payload, if known.
+    /// Byte offset in the payload of the offending value, of the JSON error, or (for a missing
+    /// key) of the object that should hold it.
     pub offset: Option<usize>,
 }
 
@@ -92,8 +93,9 @@ impl JobError {
         Self { kind, key, offset }
     }
 
-    const fn missing(key: &'static str) -> Self {
-        Self::new(JobErrorKind::MissingKey, key, None)
+    /// A missing key; the offset is that of the object that should have held it.
+    fn missing(key: &'static str, container: &Value<'_>) -> Self {
+        Self::new(JobErrorKind::MissingKey, key, Some(container.offset()))
     }
 
     fn wrong_type(key: &'static str, value: &Value<'_>) -> Self {
@@ -390,7 +392,7 @@ pub fn parse<'a, const MAX_FILES: usize>(
     }
     let id_value = execution
         .get("jobId")
-        .ok_or(JobError::missing(key::JOB_ID))?;
+        .ok_or_else(|| JobError::missing(key::JOB_ID, &execution))?;
     let id = id_value
         .as_str()
         .ok_or(JobError::wrong_type(key::JOB_ID, &id_value))?;
@@ -401,7 +403,7 @@ pub fn parse<'a, const MAX_FILES: usize>(
     ))?;
     let document = execution
         .get("jobDocument")
-        .ok_or(JobError::missing(key::JOB_DOCUMENT))?;
+        .ok_or_else(|| JobError::missing(key::JOB_DOCUMENT, &execution))?;
     if document.kind() != Kind::Object {
         return Err(JobError::wrong_type(key::JOB_DOCUMENT, &document));
     }
@@ -474,7 +476,7 @@ fn optional_number(
 }
 
 fn required_number(obj: Value<'_>, name: &str, path: &'static str) -> Result<u32, JobError> {
-    let v = obj.get(name).ok_or(JobError::missing(path))?;
+    let v = obj.get(name).ok_or_else(|| JobError::missing(path, &obj))?;
     number_value(v, path)
 }
 
@@ -498,7 +500,8 @@ fn parse_ota<'a, const MAX_FILES: usize>(
             .and_then(|v| number_value(v, key::EXECUTION).ok())
     };
 
-    let afr_ota = present(document.get("afr_ota")).ok_or(JobError::missing(key::AFR_OTA))?;
+    let afr_ota = present(document.get("afr_ota"))
+        .ok_or_else(|| JobError::missing(key::AFR_OTA, &document))?;
     if afr_ota.kind() != Kind::Object {
         return Err(JobError::wrong_type(key::AFR_OTA, &afr_ota));
     }
@@ -506,7 +509,7 @@ fn parse_ota<'a, const MAX_FILES: usize>(
 
     let protocols_value = afr_ota
         .get("protocols")
-        .ok_or(JobError::missing(key::PROTOCOLS))?;
+        .ok_or_else(|| JobError::missing(key::PROTOCOLS, &afr_ota))?;
     let protocols_array = protocols_value
         .as_array()
         .ok_or(JobError::wrong_type(key::PROTOCOLS, &protocols_value))?;
@@ -523,7 +526,9 @@ fn parse_ota<'a, const MAX_FILES: usize>(
         protocols.http |= name.eq_str("HTTP");
     }
 
-    let files_value = afr_ota.get("files").ok_or(JobError::missing(key::FILES))?;
+    let files_value = afr_ota
+        .get("files")
+        .ok_or_else(|| JobError::missing(key::FILES, &afr_ota))?;
     let files_array = files_value
         .as_array()
         .ok_or(JobError::wrong_type(key::FILES, &files_value))?;
@@ -930,7 +935,12 @@ mod tests {
         let no_id = variant(JOB_DOC_A, r#""jobId":"AFR_OTA-testjob20","#, "");
         let e = err(no_id);
         assert_eq!((e.kind, e.key), (JobErrorKind::MissingKey, key::JOB_ID));
-        assert_eq!(e.to_string(), "execution.jobId: missing");
+        let execution_at = no_id.find(r#"{"status""#).unwrap();
+        assert_eq!(e.offset, Some(execution_at));
+        assert_eq!(
+            e.to_string(),
+            std::format!("execution.jobId: missing at byte {execution_at}")
+        );
     }
 
     #[test]
