@@ -2,7 +2,7 @@
 //!
 //! | Module | Format | Spec |
 //! |---|---|---|
-//! | [`json`] | the JSON subset scanner the job parser stands on | §2.2 |
+//! | [`json`] | a strict, zero-copy JSON scanner (RFC 8259) the job parser stands on | §2.2 |
 //! | [`number`] | `strtoul`-style numbers as the reference agent reads them | §2.2 |
 //! | [`base64`] | signature base64 with the reference agent's rules | §2.5 |
 //! | [`job`] | job documents (`$next/get/accepted`, `notify-next`) | §1.5, §2 |
