@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets in fuzz/ (nightly + cargo-fuzz; scripts/setup.sh --fuzz installs them).
 #
-#   scripts/fuzz.sh --smoke          every target, 20 s each, from the committed seed corpus
+#   scripts/fuzz.sh --smoke          every target, 30 s each, from the committed seed corpus
 #   scripts/fuzz.sh TARGET [SECONDS] one target for SECONDS (default 300)
 #
 # A crash fails the run and leaves the input under fuzz/artifacts/TARGET/.
@@ -33,7 +33,7 @@ run() {
 }
 
 if [ "${1:-}" = "--smoke" ]; then
-  for t in $targets; do run "$t" 20; done
+  for t in $targets; do run "$t" 30; done
 elif [ -n "${1:-}" ]; then
   run "$1" "${2:-300}"
 else
