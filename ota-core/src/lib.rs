@@ -1,10 +1,4 @@
-//! A `no_std`, heap-free AWS IoT OTA agent, wire-compatible with the FreeRTOS OTA library
-//! (ota-for-aws-iot-embedded-sdk v3.4.0).
-//!
-//! The crate is layered like smoltcp and quinn-proto:
-//!
-//! - [`wire`]: pure, zero-copy, panic-free codecs over byte slices for everything the device
-//!   exchanges with AWS IoT Jobs and MQTT Streams.
+#![doc = include_str!("../README.md")]
 #![no_std]
 
 pub mod wire;

@@ -41,6 +41,8 @@ impl fmt::Display for Base64Error {
     }
 }
 
+impl core::error::Error for Base64Error {}
+
 /// The class of one input byte.
 enum Symbol {
     Data(u8),

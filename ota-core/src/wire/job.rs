@@ -133,6 +133,8 @@ impl fmt::Display for JobError {
     }
 }
 
+impl core::error::Error for JobError {}
+
 /// `execution.status` (AWS IoT Jobs `JobExecutionStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExecutionStatus {

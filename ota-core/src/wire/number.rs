@@ -39,6 +39,8 @@ impl fmt::Display for NumberError {
     }
 }
 
+impl core::error::Error for NumberError {}
+
 /// Parse `s` as C `strtoul(s, &end, 0)` does, requiring `*end == '\0'` (spec §2.2).
 ///
 /// Radix by prefix: `0x`/`0X` hexadecimal, a leading `0` octal, otherwise decimal. The whole

@@ -279,6 +279,17 @@ pub enum RouteError<'a> {
     Unknown,
 }
 
+impl fmt::Display for RouteError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OtherThing(thing) => write!(f, "topic of another thing: {thing}"),
+            Self::Unknown => f.write_str("not an OTA topic"),
+        }
+    }
+}
+
+impl core::error::Error for RouteError<'_> {}
+
 /// Classifies an incoming topic for `thing` (the reference demos' routing contract, §1.1, done
 /// with an exact thing name check instead of an offset). Job ids and stream names must follow
 /// the same rules as when building topics.
