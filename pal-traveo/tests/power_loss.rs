@@ -31,6 +31,9 @@ enum Path {
     Accept,
     /// Self-test fails: reject, reboot, the old image runs.
     Reject,
+    /// The trial image resets before confirming (self-test timer, watchdog): the next boot
+    /// reverts to the old image.
+    ResetWithoutConfirm,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ struct Cloud {
     rejected: bool,
     /// The new image passed its self-test and the agent started to confirm it.
     confirming: bool,
+    /// The trial image was reset without a confirm.
+    reset_on_trial: bool,
 }
 
 struct Case<'a> {
@@ -103,6 +108,7 @@ fn cycle(
                         cloud.rejected = true;
                         step(dev, block_on(boot.reject()), "reject")?;
                     }
+                    Path::ResetWithoutConfirm => cloud.reset_on_trial = true,
                 }
             }
             (Path::Accept, PlatformImageState::Valid) if is_new => {
@@ -113,8 +119,11 @@ fn cycle(
                 return Ok(End::Updated);
             }
             (Path::Reject, _) if cloud.rejected && !is_new => return Ok(End::RolledBack),
-            (Path::Reject, PlatformImageState::Valid) if is_new => {
-                panic!("the reject path confirmed the new image")
+            (Path::ResetWithoutConfirm, _) if cloud.reset_on_trial && !is_new => {
+                return Ok(End::RolledBack)
+            }
+            (Path::Reject | Path::ResetWithoutConfirm, PlatformImageState::Valid) if is_new => {
+                panic!("the new image became valid without a confirm")
             }
             _ => {
                 // No update running here yet (or it was lost to a cut): download from scratch.
@@ -152,73 +161,114 @@ fn check_final(board: &mut SimBoard<'_, Vec<u8>>, case: &Case<'_>, end: End) {
     }
 }
 
-/// Run the cycle with no cut, then with a cut at every mutating operation; returns the number
-/// of runs (cuts tried + the uncut run).
-fn cut_everywhere(cfg: Config, path: Path) -> u64 {
+/// Where the cycle starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Factory state: v1 in the lower bank, marker erased (mapping A); the update is v2.
+    FromLowerBank,
+    /// After a confirmed v1 → v2 update: v2 runs from the upper bank (marker 0xAAAAAAAA), v1 is
+    /// still in the lower bank; the update is v3, written over v1.
+    FromUpperBank,
+}
+
+/// Tear seeds tried at each cut point (each tears the operation differently).
+const SEEDS: u64 = 3;
+
+fn fresh(cfg: &Config, start: Start, v1: &[u8], v2: &[u8]) -> SimDevice<Vec<u8>> {
+    let dev = device(cfg, v1);
+    if start == Start::FromUpperBank {
+        let board = SimBoard::new(&dev, *cfg).unwrap();
+        board.factory_program(pal_traveo::Bank::Upper, v2).unwrap();
+        let at = (pal_traveo::sim::SIM_WORK_OFFSET + 0x12000) as usize;
+        let marker = pal_traveo::FlashMarker::new(0xAAAA_AAAA).encode();
+        dev.modify(|m| m[at..at + 16].copy_from_slice(&marker))
+            .unwrap();
+    }
+    dev.reset_stats().unwrap();
+    dev
+}
+
+/// Run the cycle with no cut, then with a cut at every mutating operation (with [`SEEDS`]
+/// tears each); returns the number of cuts tried.
+fn cut_everywhere(cfg: Config, start: Start, path: Path) -> u64 {
     let keys = keys();
-    let old = make_image(&keys, V1);
-    let new = make_image(&keys, V2);
-    let signature = keys.sign_file(&new);
+    let v1 = make_image(&keys, V1);
+    let v2 = make_image(&keys, V2);
+    let v3 = make_image(&keys, V3);
+    let (old, new, new_version) = match start {
+        Start::FromLowerBank => (&v1, &v2, V2),
+        Start::FromUpperBank => (&v2, &v3, V3),
+    };
+    let signature = keys.sign_file(new);
     let case = Case {
         keys: &keys,
-        old: &old,
-        new: &new,
-        new_version: V2,
+        old,
+        new,
+        new_version,
         signature: &signature,
         path,
     };
     let expected = match path {
         Path::Accept => End::Updated,
-        Path::Reject => End::RolledBack,
+        Path::Reject | Path::ResetWithoutConfirm => End::RolledBack,
     };
 
-    let dev = device(&cfg, &old);
-    dev.reset_stats().unwrap();
+    let dev = fresh(&cfg, start, &v1, &v2);
     let mut board = SimBoard::new(&dev, cfg).unwrap();
     let end = cycle(&mut board, &case, &mut Cloud::default()).unwrap();
     assert_eq!(end, expected);
     let ops = dev.stats().unwrap().mutating();
     check_final(&mut board, &case, end);
 
-    let mut outcomes = [0u64; 2];
+    let mut cuts = 0;
     for n in 1..=ops {
-        let dev = device(&cfg, &old);
-        let mut board = SimBoard::new(&dev, cfg).unwrap();
-        let mut cloud = Cloud::default();
-        dev.cut_power_at(
-            n,
-            n.wrapping_mul(0x9E37_79B9) ^ u64::from(cfg.work_erase_value),
-        )
-        .unwrap();
-        match cycle(&mut board, &case, &mut cloud) {
-            Err(Cut) => {}
-            Ok(end) => panic!("cut {n} of {ops} never happened (ended {end:?})"),
+        for seed in 0..SEEDS {
+            let dev = fresh(&cfg, start, &v1, &v2);
+            let mut board = SimBoard::new(&dev, cfg).unwrap();
+            let mut cloud = Cloud::default();
+            let tear = n.wrapping_mul(0x9E37_79B9) ^ (seed << 32) ^ u64::from(cfg.work_erase_value);
+            dev.cut_power_at(n, tear).unwrap();
+            match cycle(&mut board, &case, &mut cloud) {
+                Err(Cut) => {}
+                Ok(end) => panic!("cut {n} of {ops} never happened (ended {end:?})"),
+            }
+            // Power back on: boots a verified image (checked inside), then the agent recovers.
+            let end = cycle(&mut board, &case, &mut cloud)
+                .unwrap_or_else(|_| panic!("power lost again after cut {n}"));
+            assert_eq!(end, expected, "after cut {n} seed {seed}");
+            check_final(&mut board, &case, end);
+            cuts += 1;
         }
-        // Power back on: boots a verified image (checked inside), then the agent recovers.
-        let end = cycle(&mut board, &case, &mut cloud)
-            .unwrap_or_else(|_| panic!("power lost again after cut {n}"));
-        assert_eq!(end, expected, "after cut {n}");
-        check_final(&mut board, &case, end);
-        outcomes[usize::from(end == End::Updated)] += 1;
     }
     println!(
-        "power_loss {path:?} work-erase={:#04x}: {ops} mutating operations, {ops} cuts tried + 1 uncut run, all recovered ({expected:?})",
+        "power_loss {start:?} {path:?} work-erase={:#04x}: {ops} mutating operations in the cycle; {cuts} cuts tried ({ops} points x {SEEDS} tears) + 1 uncut run; all boot a verified image and end {expected:?}",
         cfg.work_erase_value
     );
     assert!(ops > 70, "the cycle has a write per block: {ops}");
-    ops + 1
+    cuts
+}
+
+fn all(path: Path) {
+    let mut total = 0;
+    for start in [Start::FromLowerBank, Start::FromUpperBank] {
+        for cfg in [Config::CYT4BF, Config::CYT4BF_WORK_ERASED_ZERO] {
+            total += cut_everywhere(cfg, start, path);
+        }
+    }
+    println!("power_loss {path:?}: {total} cuts tried in all, all passing");
 }
 
 #[test]
 fn update_cycle_survives_a_cut_at_every_flash_operation() {
-    for cfg in [Config::CYT4BF, Config::CYT4BF_WORK_ERASED_ZERO] {
-        cut_everywhere(cfg, Path::Accept);
-    }
+    all(Path::Accept);
 }
 
 #[test]
 fn reject_cycle_survives_a_cut_at_every_flash_operation() {
-    for cfg in [Config::CYT4BF, Config::CYT4BF_WORK_ERASED_ZERO] {
-        cut_everywhere(cfg, Path::Reject);
-    }
+    all(Path::Reject);
+}
+
+#[test]
+fn reset_without_confirm_cycle_survives_a_cut_at_every_flash_operation() {
+    all(Path::ResetWithoutConfirm);
 }
