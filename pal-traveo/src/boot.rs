@@ -61,7 +61,6 @@ pub struct TraveoBootControl<W, M> {
     mapping: M,
     marker_off: u32,
     trial_off: u32,
-    erase_value: u8,
     started: Option<StartupReport>,
     rejected: bool,
 }
@@ -102,7 +101,6 @@ impl<W: NorFlash, M: BankMapping> TraveoBootControl<W, M> {
             mapping,
             marker_off,
             trial_off,
-            erase_value: cfg.work_erase_value,
             started: None,
             rejected: false,
         })
@@ -208,7 +206,7 @@ impl<W: NorFlash, M: BankMapping> TraveoBootControl<W, M> {
             Some(t) if t.trial_mapping != mapping => PlatformImageState::Invalid,
             Some(_) => {
                 let booted = self.read_unit(BOOTED_UNIT_OFFSET).await?;
-                match unit_state(&booted, &booted_unit(), self.erase_value) {
+                match unit_state(&booted, &booted_unit()) {
                     UnitState::Erased => {
                         self.work
                             .write(self.trial_off + BOOTED_UNIT_OFFSET, &booted_unit())

@@ -1,7 +1,7 @@
 //! The Dual Bank Manager's decision rules (spec §2.4), as pure functions, and the pluggable
 //! signature check it calls.
 //!
-//! The [`sim`](crate::sim) runs these over the simulated flash; firmware can use
+//! The `sim` module (feature `sim`) runs these over the simulated flash; firmware can use
 //! [`AppVerifier`] to run the same RSA check as the ROM before staging an image.
 
 use crate::layout::SIGNATURE_LEN;

@@ -69,8 +69,9 @@ pub struct Config {
     /// Trial record address: any 2 KB work-flash sector the application and the DBM leave
     /// alone; not the marker's.
     pub trial_record_addr: u32,
-    /// Erased value of work flash. **Not confirmed** by the spec (§2.3, §6): 0xFF by default;
-    /// the marker protocol works with either since the DBM only compares with 0xAAAAAAAA.
+    /// Erased value of work flash. **Not confirmed** by the spec (§2.3, §6): 0xFF by default.
+    /// The PAL does not depend on it (the DBM only compares the selector with 0xAAAAAAAA, and
+    /// the trial record takes either fill as erased); the simulation uses it.
     pub work_erase_value: u8,
     /// Erased value of code flash, used to pad the last row of a file. Not stated by the spec;
     /// 0xFF by default (objcopy's own gap fill is 0x00, §2.5, so padding never matters to the

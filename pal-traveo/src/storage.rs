@@ -11,7 +11,7 @@
 use embedded_storage_async::nor_flash::NorFlash;
 use ota_pal_traits::{FileInfo, ImageStorage, NorFlashImageStorage, PalError, PalErrorKind};
 
-use crate::header::{AppHeader, APP_HEADER_LEN};
+use crate::header::{AppHeader, HeaderError, APP_HEADER_LEN};
 use crate::layout::Config;
 
 /// Sub-code: the inactive bank does not lie inside the flash driver's window.
@@ -96,7 +96,10 @@ impl<F: NorFlash> ImageStorage for TraveoImageStorage<F> {
                     .map_err(|e| PalError::with_sub(PalErrorKind::FileClose, e.sub_code()))?;
             } else if self.inner.file_size().is_some() {
                 // A first block shorter than the header: the file cannot hold one.
-                return Err(PalError::with_sub(PalErrorKind::FileClose, 0x301));
+                return Err(PalError::with_sub(
+                    PalErrorKind::FileClose,
+                    HeaderError::Truncated.sub_code(),
+                ));
             }
         }
         self.inner.write(offset, data).await

@@ -333,3 +333,30 @@ fn unbootable_header_is_refused_at_the_first_block() {
     assert_eq!(e.sub(), 0x302);
     block_on(storage.write(0, &rig.v2[..BLOCK])).unwrap();
 }
+
+#[test]
+fn wrong_work_erase_value_in_config_still_works() {
+    // The work flash really erases to 0x00, the firmware was configured for 0xFF (or the
+    // reverse): the PAL never depends on the unconfirmed erase value.
+    let rig = rig();
+    for (flash, configured) in [
+        (Config::CYT4BF_WORK_ERASED_ZERO, Config::CYT4BF),
+        (Config::CYT4BF, Config::CYT4BF_WORK_ERASED_ZERO),
+    ] {
+        let dev = device(&flash, &rig.v1);
+        let mut board = SimBoard::new(&dev, configured).unwrap();
+        let (_, _, mut boot) = power_on(&mut board, &rig.keys);
+        stage(&board, &mut boot, &rig, &rig.v2);
+        let (r, rep, mut boot) = power_on(&mut board, &rig.keys);
+        assert_eq!(
+            (r.header.version(), rep.state),
+            (V2, PlatformImageState::PendingCommit)
+        );
+        block_on(boot.confirm()).unwrap();
+        let (r, rep, _) = power_on(&mut board, &rig.keys);
+        assert_eq!(
+            (r.header.version(), rep.state),
+            (V2, PlatformImageState::Valid)
+        );
+    }
+}
