@@ -74,6 +74,13 @@ pub struct RunningImage {
     pub header: AppHeader,
 }
 
+impl RunningImage {
+    /// The version in its CM0+ header.
+    pub const fn version(&self) -> crate::header::AppVersion {
+        self.header.version()
+    }
+}
+
 /// What a power-on does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BootOutcome {
