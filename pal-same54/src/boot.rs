@@ -192,15 +192,15 @@ impl<F: NorFlash> Same54Boot<F> {
         };
         let layout = self.config.layout;
         let lower_addr = layout.lower_descriptor_addr();
-        let mut lower = nvm::read_descriptor(&mut self.flash, lower_addr, kind).await?;
-        let pending = lower.magic_ok() && lower.flags == ImageFlags::COMMIT_PENDING;
-        if pending {
-            lower.flags = match state {
+        let (magic, flags, _) =
+            nvm::head_fields(&nvm::read_head(&mut self.flash, lower_addr, kind).await?);
+        if magic && flags == ImageFlags::COMMIT_PENDING {
+            let flags = match state {
                 ImageState::Testing => return Ok(()),
                 ImageState::Accepted => ImageFlags::VALID,
                 ImageState::Rejected | ImageState::Aborted => ImageFlags::INVALID,
             };
-            return nvm::rewrite_descriptor(&mut self.flash, lower_addr, &lower, kind).await;
+            return self.rewrite_flags(lower_addr, flags, kind).await;
         }
         match state {
             ImageState::Testing => Ok(()),
@@ -209,10 +209,10 @@ impl<F: NorFlash> Same54Boot<F> {
                 self.refused = true;
                 self.signature_len = 0;
                 let up = layout.upper_descriptor_addr();
-                let mut upper = nvm::read_descriptor(&mut self.flash, up, kind).await?;
-                if upper.magic_ok() && upper.flags != ImageFlags::INVALID {
-                    upper.flags = ImageFlags::INVALID;
-                    nvm::rewrite_descriptor(&mut self.flash, up, &upper, kind).await?;
+                let (magic, flags, _) =
+                    nvm::head_fields(&nvm::read_head(&mut self.flash, up, kind).await?);
+                if magic && flags != ImageFlags::INVALID {
+                    self.rewrite_flags(up, ImageFlags::INVALID, kind).await?;
                 }
                 Ok(())
             }
@@ -223,10 +223,24 @@ impl<F: NorFlash> Same54Boot<F> {
         }
     }
 
-    fn next_sequence(&self, lower: &Descriptor) -> Result<u32, PalError> {
+    /// Read the descriptor at `addr`, set its flags, erase its block and program it back.
+    async fn rewrite_flags(
+        &mut self,
+        addr: u32,
+        flags: ImageFlags,
+        kind: PalErrorKind,
+    ) -> Result<(), PalError> {
+        let mut raw = nvm::read_raw(&mut self.flash, addr, kind).await?;
+        if let Some(f) = raw.get_mut(crate::descriptor::offset::FLAGS) {
+            *f = flags.0;
+        }
+        nvm::rewrite_raw(&mut self.flash, addr, &raw, kind).await
+    }
+
+    fn next_sequence(&self, lower_magic: bool, lower_sequence: u32) -> Result<u32, PalError> {
         let base = match self.config.sequence {
             SequencePolicy::VendorRewrite => self.app_version32,
-            SequencePolicy::Monotonic if lower.magic_ok() => self.app_version32.max(lower.sequence),
+            SequencePolicy::Monotonic if lower_magic => self.app_version32.max(lower_sequence),
             SequencePolicy::Monotonic => self.app_version32,
         };
         base.checked_add(1).ok_or(PalError::with_sub(
@@ -238,17 +252,21 @@ impl<F: NorFlash> Same54Boot<F> {
 
 impl<F: NorFlash> BootControl for Same54Boot<F> {
     async fn platform_state(&mut self) -> Result<PlatformImageState, PalError> {
-        let lower = self.lower_descriptor().await?;
-        if !lower.magic_ok() {
+        let kind = PalErrorKind::Uninitialized;
+        let layout = self.config.layout;
+        let lower = nvm::read_head(&mut self.flash, layout.lower_descriptor_addr(), kind).await?;
+        let (magic, flags, _) = nvm::head_fields(&lower);
+        if !magic {
             return Ok(PlatformImageState::Invalid);
         }
-        Ok(match lower.flags {
+        Ok(match flags {
             ImageFlags::COMMIT_PENDING => PlatformImageState::PendingCommit,
             ImageFlags::VALID => {
-                let upper = self.upper_descriptor().await?;
-                let rolled_back = upper.magic_ok()
-                    && (upper.flags == ImageFlags::COMMIT_PENDING
-                        || upper.flags == ImageFlags::INVALID);
+                let upper =
+                    nvm::read_head(&mut self.flash, layout.upper_descriptor_addr(), kind).await?;
+                let (magic, flags, _) = nvm::head_fields(&upper);
+                let rolled_back =
+                    magic && (flags == ImageFlags::COMMIT_PENDING || flags == ImageFlags::INVALID);
                 if self.refused || rolled_back {
                     PlatformImageState::Invalid
                 } else {
@@ -278,33 +296,29 @@ impl<F: NorFlash> BootControl for Same54Boot<F> {
             .filter(|s| !s.is_empty())
             .ok_or(PalError::with_sub(kind, SUB_NO_SIGNATURE))?;
         let lower_addr = layout.lower_descriptor_addr();
-        let mut lower = nvm::read_descriptor(&mut self.flash, lower_addr, kind).await?;
-        let sequence = self.next_sequence(&lower)?;
-        let staged = Descriptor::staged(sequence, sig, file.size)?;
+        let (magic, _, lower_sequence) =
+            nvm::head_fields(&nvm::read_head(&mut self.flash, lower_addr, kind).await?);
+        let sequence = self.next_sequence(magic, lower_sequence)?;
+        let staged = Descriptor::staged(sequence, sig, file.size)?.encode();
         if self.config.sequence == SequencePolicy::VendorRewrite
-            && lower.magic_ok()
-            && lower.sequence != self.app_version32
+            && magic
+            && lower_sequence != self.app_version32
         {
             // Vendor quirk (§3.5): the running image's descriptor gets sequence =
             // AppVersion32 so that AppVersion32 + 1 wins. A torn descriptor (no magic) is
             // left alone: there is nothing to keep in it.
-            lower.sequence = self.app_version32;
-            nvm::rewrite_descriptor(&mut self.flash, lower_addr, &lower, kind).await?;
+            let mut raw = nvm::read_raw(&mut self.flash, lower_addr, kind).await?;
+            let at = crate::descriptor::offset::SEQUENCE;
+            if let Some(s) = raw.get_mut(at..at + 4) {
+                s.copy_from_slice(&self.app_version32.to_le_bytes());
+            }
+            nvm::rewrite_raw(&mut self.flash, lower_addr, &raw, kind).await?;
         }
         let up = layout.upper_descriptor_addr();
-        let current = nvm::read_raw(&mut self.flash, up, kind).await?;
-        let bytes = staged.encode();
-        if current != bytes {
-            if !nvm::descriptor_erased(&mut self.flash, up, kind).await? {
-                nvm::erase(
-                    &mut self.flash,
-                    up,
-                    up + crate::layout::DESCRIPTOR_BLOCK_SIZE,
-                    kind,
-                )
-                .await?;
-            }
-            nvm::program_descriptor(&mut self.flash, up, &staged, kind).await?;
+        match nvm::compare(&mut self.flash, up, &staged, kind).await? {
+            nvm::Compare::Same => {}
+            nvm::Compare::Erased => nvm::program_raw(&mut self.flash, up, &staged, kind).await?,
+            nvm::Compare::Other => nvm::rewrite_raw(&mut self.flash, up, &staged, kind).await?,
         }
         self.refused = false;
         Ok(())

@@ -4,7 +4,7 @@
 use embedded_storage_async::nor_flash::NorFlash;
 use ota_pal_traits::{flash_sub_code, PalError, PalErrorKind};
 
-use crate::descriptor::{Descriptor, DESCRIPTOR_LEN};
+use crate::descriptor::{offset, Descriptor, ImageFlags, DESCRIPTOR_LEN, MAGIC};
 use crate::layout::{Layout, DESCRIPTOR_BLOCK_SIZE, ERASE_VALUE, WRITE_SIZE};
 
 /// Sub-code (construction): the flash driver's geometry cannot program a descriptor the way
@@ -56,17 +56,39 @@ pub(crate) async fn read_descriptor<F: NorFlash>(
     Ok(Descriptor::decode(&read_raw(flash, addr, kind).await?))
 }
 
-/// Program a descriptor into an erased block: one call of 21 quad words.
-pub(crate) async fn program_descriptor<F: NorFlash>(
+/// The first two quad words of a descriptor: magic, flags, reserved, sequence...
+pub(crate) type Head = [u8; 32];
+
+/// Read the first 32 bytes of the descriptor at `addr` (magic, flags, sequence).
+pub(crate) async fn read_head<F: NorFlash>(
     flash: &mut F,
     addr: u32,
-    d: &Descriptor,
+    kind: PalErrorKind,
+) -> Result<Head, PalError> {
+    let mut b = [0u8; 32];
+    flash.read(addr, &mut b).await.map_err(flash_err(kind))?;
+    Ok(b)
+}
+
+/// Magic, flags and sequence of a descriptor head.
+pub(crate) fn head_fields(h: &Head) -> (bool, ImageFlags, u32) {
+    let magic = h.get(offset::MAGIC..offset::MAGIC + MAGIC.len()) == Some(&MAGIC[..]);
+    let flags = ImageFlags(h.get(offset::FLAGS).copied().unwrap_or(ERASE_VALUE));
+    let mut seq = [0u8; 4];
+    if let Some(s) = h.get(offset::SEQUENCE..offset::SEQUENCE + 4) {
+        seq.copy_from_slice(s);
+    }
+    (magic, flags, u32::from_le_bytes(seq))
+}
+
+/// Program descriptor bytes into an erased block: one call of 21 quad words.
+pub(crate) async fn program_raw<F: NorFlash>(
+    flash: &mut F,
+    addr: u32,
+    bytes: &[u8; DESCRIPTOR_LEN],
     kind: PalErrorKind,
 ) -> Result<(), PalError> {
-    flash
-        .write(addr, &d.encode())
-        .await
-        .map_err(flash_err(kind))
+    flash.write(addr, bytes).await.map_err(flash_err(kind))
 }
 
 /// The vendor's descriptor update (§3.4 step 4, §3.5): erase the 8 KB block holding the
@@ -76,10 +98,10 @@ pub(crate) async fn program_descriptor<F: NorFlash>(
 /// is gone or torn, and the bootloader no longer sees that image (it is not "valid", §3.4
 /// step 2). Only the 336 descriptor bytes are programmed back; whatever else the block held
 /// is lost (the vendor helper's handling of the rest of the block was not read).
-pub(crate) async fn rewrite_descriptor<F: NorFlash>(
+pub(crate) async fn rewrite_raw<F: NorFlash>(
     flash: &mut F,
     addr: u32,
-    d: &Descriptor,
+    bytes: &[u8; DESCRIPTOR_LEN],
     kind: PalErrorKind,
 ) -> Result<(), PalError> {
     let block = addr - addr % DESCRIPTOR_BLOCK_SIZE;
@@ -87,19 +109,42 @@ pub(crate) async fn rewrite_descriptor<F: NorFlash>(
         .erase(block, block + DESCRIPTOR_BLOCK_SIZE)
         .await
         .map_err(flash_err(kind))?;
-    program_descriptor(flash, addr, d, kind).await
+    program_raw(flash, addr, bytes, kind).await
 }
 
-/// Whether the descriptor bytes at `addr` are all erased.
-pub(crate) async fn descriptor_erased<F: NorFlash>(
+/// What the descriptor area at `addr` holds compared with `bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compare {
+    /// Exactly `bytes`.
+    Same,
+    /// All erased.
+    Erased,
+    /// Something else.
+    Other,
+}
+
+/// Compare the descriptor area at `addr` with `bytes`, one quad word at a time.
+pub(crate) async fn compare<F: NorFlash>(
     flash: &mut F,
     addr: u32,
+    bytes: &[u8; DESCRIPTOR_LEN],
     kind: PalErrorKind,
-) -> Result<bool, PalError> {
-    Ok(read_raw(flash, addr, kind)
-        .await?
-        .iter()
-        .all(|&b| b == ERASE_VALUE))
+) -> Result<Compare, PalError> {
+    let (mut same, mut erased) = (true, true);
+    let mut unit = [0u8; WRITE_SIZE as usize];
+    for (i, want) in bytes.chunks(unit.len()).enumerate() {
+        let at = addr + (i * unit.len()) as u32;
+        flash.read(at, &mut unit).await.map_err(flash_err(kind))?;
+        same &= unit.as_slice() == want;
+        erased &= unit.iter().all(|&b| b == ERASE_VALUE);
+    }
+    Ok(if same {
+        Compare::Same
+    } else if erased {
+        Compare::Erased
+    } else {
+        Compare::Other
+    })
 }
 
 /// Erase `[from, to)` (sector-aligned), mapping errors to `kind`.
