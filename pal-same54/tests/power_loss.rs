@@ -40,6 +40,8 @@ struct Job {
 #[derive(Debug, Default)]
 struct RunReport {
     cut_fired: bool,
+    /// How many of the armed cuts fired.
+    cuts_fired: usize,
     boots: u32,
     /// Boots that took the bootloader's unverified default path.
     default_boots: u32,
@@ -91,6 +93,32 @@ fn agent_step(
 /// One cycle from the factory image, with a cut at mutating operation `cut` (0: none).
 /// `strict`: every boot must be verified.
 fn run(config: Config, scenario: Scenario, cut: u64, seed: u64, strict: bool) -> RunReport {
+    let cuts: &[u64] = if cut == 0 { &[] } else { &[cut] };
+    run_cuts(config, scenario, cuts, seed, strict)
+}
+
+/// Power-cut `board` was hit by: power on and arm the next cut of `cuts`, if any.
+fn after_cut(board: &Same54Board<Vec<u8>>, report: &mut RunReport, cuts: &[u64], seed: u64) {
+    assert!(!board.device().is_powered().unwrap());
+    report.cut_fired = true;
+    report.cuts_fired += 1;
+    board.device().power_on().unwrap();
+    if let Some(&next) = cuts.get(report.cuts_fired) {
+        board.device().cut_power_at(next, seed + 1000).unwrap();
+    }
+}
+
+/// One cycle from the factory image with a cut at mutating operation `cuts[0]` counted from
+/// the start of the cycle, then, once it fired and the power is back, a cut at operation
+/// `cuts[1]` counted from that power-on, and so on.
+fn run_cuts(
+    config: Config,
+    scenario: Scenario,
+    cuts: &[u64],
+    seed: u64,
+    strict: bool,
+) -> RunReport {
+    let cut = cuts.first().copied().unwrap_or(0);
     let mut board = factory_board();
     let mut report = RunReport::default();
     let first = boot(&mut board).unwrap();
@@ -106,9 +134,7 @@ fn run(config: Config, scenario: Scenario, cut: u64, seed: u64, strict: bool) ->
             Ok(r) => r,
             Err(_) => {
                 // The cut landed inside the bootloader's own writes: power on, it restarts.
-                assert!(!board.device().is_powered().unwrap());
-                report.cut_fired = true;
-                board.device().power_on().unwrap();
+                after_cut(&board, &mut report, cuts, seed);
                 continue;
             }
         };
@@ -150,8 +176,7 @@ fn run(config: Config, scenario: Scenario, cut: u64, seed: u64, strict: bool) ->
                     !board.device().is_powered().unwrap(),
                     "cut {cut} seed {seed}: a PAL call failed with the power on"
                 );
-                report.cut_fired = true;
-                board.device().power_on().unwrap();
+                after_cut(&board, &mut report, cuts, seed);
             }
         }
     }
@@ -253,5 +278,33 @@ fn vendor_sequence_rewrite_window_reaches_the_default_path() {
         assert_eq!(runs, positions * SEEDS);
         // The erase and the program of the lower descriptor block, every tearing seed.
         assert_eq!(default_runs, 2 * SEEDS, "{scenario:?}");
+    }
+}
+
+/// A second cut during the recovery from the first: for every first cut position, a second
+/// cut at every operation after the power-on, until the recovery completes without it.
+#[test]
+fn power_cut_again_during_recovery() {
+    for scenario in [Scenario::Accept, Scenario::Reject] {
+        let mut runs = 0u64;
+        let mut first_positions = 0u64;
+        for first in 1.. {
+            if !run(Config::POWER_SAFE, scenario, first, 0, true).cut_fired {
+                break;
+            }
+            first_positions = first;
+            for second in 1.. {
+                let r = run_cuts(Config::POWER_SAFE, scenario, &[first, second], 0, true);
+                assert_eq!(r.default_boots, 0);
+                if r.cuts_fired < 2 {
+                    break;
+                }
+                runs += 1;
+            }
+        }
+        println!(
+            "power-loss {scenario:?} Monotonic, two cuts: {first_positions} first positions, {runs} (first, second) pairs tried, all passed"
+        );
+        assert!(runs > first_positions * 5, "{runs}");
     }
 }

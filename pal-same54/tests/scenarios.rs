@@ -310,3 +310,24 @@ fn storage_prepare_erases_the_whole_update_bank() {
     let st = board.device().stats().unwrap();
     assert_eq!((st.erases, st.sectors_erased), (3, 56));
 }
+
+#[test]
+fn torn_lower_descriptor_reads_invalid_and_the_fallback_boots() {
+    let mut board = factory_board();
+    boot(&mut board).unwrap();
+    stage_new(&board, Config::default());
+    boot(&mut board).unwrap();
+    // The new image's descriptor torn (as by a cut while committing): the PAL reads Invalid,
+    // and the bootloader falls back to the old image in the upper bank.
+    board
+        .device()
+        .modify(|m| m[LOWER as usize..LOWER as usize + 8].fill(0xFF))
+        .unwrap();
+    let (_s, mut b) = pal(&board, Config::default());
+    assert_eq!(state(&mut b), PlatformImageState::Invalid);
+    let e = block_on(b.confirm()).unwrap_err();
+    assert_eq!(e.kind(), PalErrorKind::CommitFailed);
+    let r = boot(&mut board).unwrap();
+    assert_eq!((r.swaps, running(&board)), (1, Running::Old));
+    assert!(r.outcome.is_verified());
+}
