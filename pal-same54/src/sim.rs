@@ -400,3 +400,18 @@ fn copy_bootloader<M: AsRef<[u8]> + AsMut<[u8]>>(
     }
     Ok(())
 }
+
+/// A [`Reset`](ota_pal_traits::Reset) for the simulation: it only counts the requests; the
+/// test or host simulator then runs [`Bootloader::boot`], which is what a reset does on the
+/// board (`NVIC_SystemReset`, spec §3.5 ActivateNewImage / ResetDevice).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SimReset {
+    /// Resets requested so far.
+    pub requests: u32,
+}
+
+impl ota_pal_traits::Reset for SimReset {
+    fn reset(&mut self) {
+        self.requests = self.requests.saturating_add(1);
+    }
+}
