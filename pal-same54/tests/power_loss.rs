@@ -308,3 +308,37 @@ fn power_cut_again_during_recovery() {
         assert!(runs > first_positions * 5, "{runs}");
     }
 }
+
+/// The bootloader's default path (no valid descriptor) copies itself into bank B: a cut at
+/// any of its operations is followed by a re-run that completes the copy.
+#[test]
+fn power_cut_inside_the_default_path_bootloader_copy() {
+    let mut cuts = 0;
+    for cut in 1.. {
+        let mut board = factory_board();
+        board
+            .device()
+            .modify(|m| {
+                m[0x7E000] = 0;
+                m[0x80000..0x90000].fill(0xFF);
+            })
+            .unwrap();
+        board.device().cut_power_at(cut, cut).unwrap();
+        let first = boot(&mut board);
+        if first.is_ok() {
+            board.device().disarm().unwrap();
+            break;
+        }
+        cuts += 1;
+        board.device().power_on().unwrap();
+        let r = boot(&mut board).unwrap();
+        assert!(matches!(r.outcome, BootOutcome::Default { .. }));
+        assert!(
+            board.holds(0x80000, &bootloader_bin()).unwrap(),
+            "cut {cut}"
+        );
+        assert_eq!(running(&board), Running::Old);
+    }
+    println!("power-loss default-path copy: {cuts} cuts tried, all re-ran to completion");
+    assert_eq!(cuts, 65);
+}
