@@ -10,8 +10,9 @@
 //! Overwrite-only (`v1.5.0-cypress`) has no trial. `PendingCommit` means "the bootloader
 //! copied the staged image over the primary and the application has not confirmed it yet":
 //! the primary trailer is not confirmed (MAGIC GOOD + image_ok SET) **and** the secondary still
-//! holds the same image (same header and SHA256 TLV) with its trailer erased by the
-//! bootloader. A factory image (no secondary copy) reads `Valid`, so it never reset-loops.
+//! holds the same image (same header and SHA256 TLV) with no GOOD MAGIC in its trailer (the
+//! bootloader erased it after the copy; a power cut during that erase leaves it BAD, which the
+//! bootloader also ignores). A factory image (no secondary copy) reads `Valid`, so it never reset-loops.
 //! Confirming writes MAGIC + image_ok into the primary trailer (as anycloud 5.x does).
 //!
 //! `Invalid` is reported after [`reject`](BootControl::reject) until the next
@@ -103,7 +104,7 @@ impl<F: NorFlash> Psoc6BootControl<F> {
             }
             UpgradeMode::OverwriteOnly => {
                 let confirmed = p.magic == Magic::Good && p.image_ok == Flag::Set;
-                !confirmed && s.magic == Magic::Unset && self.slots_hold_same_image(kind).await?
+                !confirmed && s.magic != Magic::Good && self.slots_hold_same_image(kind).await?
             }
         })
     }
