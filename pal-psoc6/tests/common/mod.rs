@@ -142,6 +142,17 @@ pub fn close(
     size: usize,
     sig: &[u8],
 ) -> Result<(), PalError> {
+    close_with(storage, boot, size, sig, &mcuboot_verifier())
+}
+
+/// [`close`] with another MCUboot key.
+pub fn close_with(
+    storage: &mut Storage<'_>,
+    boot: &mut Boot<'_>,
+    size: usize,
+    sig: &[u8],
+    key: &Sha256EcdsaP256Verifier,
+) -> Result<(), PalError> {
     block_on(async {
         let file = file_of(size);
         let mut v = aws_verifier();
@@ -149,13 +160,12 @@ pub fn close(
         let mut scratch = [0u8; 512];
         let mut r = verify_stored_image(storage, &mut v, &file, 0, sig, &mut scratch).await;
         if r.is_ok() {
-            let key = mcuboot_verifier();
             let c = check_image(
                 &mut StoredImage {
                     storage: &mut *storage,
                     len: size as u32,
                 },
-                Some(&key),
+                Some(key),
                 &mut scratch,
             )
             .await?;
@@ -177,8 +187,18 @@ pub fn close(
 
 /// Download, verify and hand over `file` (what the agent does before it resets).
 pub fn stage(storage: &mut Storage<'_>, boot: &mut Boot<'_>, file: &[u8]) -> Result<(), PalError> {
+    stage_with(storage, boot, file, &mcuboot_verifier())
+}
+
+/// [`stage`] with another MCUboot key.
+pub fn stage_with(
+    storage: &mut Storage<'_>,
+    boot: &mut Boot<'_>,
+    file: &[u8],
+    key: &Sha256EcdsaP256Verifier,
+) -> Result<(), PalError> {
     download(storage, file)?;
-    close(storage, boot, file.len(), &aws_sig(file))?;
+    close_with(storage, boot, file.len(), &aws_sig(file), key)?;
     block_on(boot.request_trial_boot(&file_of(file.len())))?;
     storage.release();
     Ok(())
