@@ -42,7 +42,8 @@ pub const SUB_NO_ROLLBACK: u32 = 0x601;
 /// [`FLASH_BASE`](crate::layout::FLASH_BASE) with 512-byte erase rows; it may be a second handle
 /// on the driver the [`Psoc6ImageStorage`](crate::Psoc6ImageStorage) uses.
 ///
-/// RAM: the driver plus 44 bytes; futures hold a 512-byte row buffer.
+/// RAM: the driver, the [`Config`] and a flag (72 B with the 16-byte sim driver handle); the
+/// trailer-writing futures hold two 512-byte row buffers (old and patched row).
 #[derive(Debug)]
 pub struct Psoc6BootControl<F> {
     flash: F,

@@ -29,7 +29,8 @@ pub const SUB_BAD_CONFIG: u32 = 0x501;
 ///
 /// The swap-status partition and the scratch area are never addressed.
 ///
-/// RAM: the driver plus 40 bytes; `prepare` futures hold a 512-byte row buffer.
+/// RAM: the driver, the [`Config`] and a few words (96 B with the 16-byte sim driver handle);
+/// `prepare` futures hold a 512-byte row buffer.
 #[derive(Debug)]
 pub struct Psoc6ImageStorage<F> {
     inner: NorFlashImageStorage<F>,
