@@ -186,14 +186,13 @@ impl<F: NorFlash> ImageSource for FlashRegion<'_, F> {
         self.len
     }
     async fn read_at(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), PalError> {
-        let end = offset
+        offset
             .checked_add(buf.len() as u32)
             .filter(|&e| e <= self.len)
             .ok_or(PalError::with_sub(
                 PalErrorKind::FileClose,
                 crate::image::SUB_IMAGE_TOO_LARGE,
             ))?;
-        let _ = end;
         read_any(
             self.flash,
             self.offset + offset,
@@ -201,5 +200,62 @@ impl<F: NorFlash> ImageSource for FlashRegion<'_, F> {
             PalErrorKind::FileClose,
         )
         .await
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::sim::{flash_view, sim_config};
+    use ota_pal_traits::sim::{block_on, SimDevice};
+    use std::vec;
+
+    const K: PalErrorKind = PalErrorKind::FileClose;
+
+    #[test]
+    fn row_rmw_programs_when_it_only_sets_bits_and_erases_otherwise() {
+        let dev = SimDevice::new(vec![0u8; 4096], sim_config()).unwrap();
+        let mut f = dev.view::<512, 512>(0, 4096).unwrap();
+        dev.modify(|m| m[512 + 3] = 0xAA).unwrap();
+        // Setting bits on 0x00-erased flash: one program, neighbours kept.
+        block_on(patch_row(&mut f, 512, 0x00, K, |r| r[10] = 0x01)).unwrap();
+        let st = dev.stats().unwrap();
+        assert_eq!((st.writes, st.erases), (1, 0));
+        // Clearing a bit needs erase + program; the rest of the row survives.
+        block_on(patch_row(&mut f, 512, 0x00, K, |r| r[3] = 0x0A)).unwrap();
+        let st = dev.stats().unwrap();
+        assert_eq!((st.writes, st.erases), (2, 1));
+        dev.inspect(|m| assert_eq!((m[512 + 3], m[512 + 10]), (0x0A, 0x01)))
+            .unwrap();
+        // No change: nothing written.
+        block_on(patch_row(&mut f, 512, 0x00, K, |r| r[10] = 0x01)).unwrap();
+        assert_eq!(dev.stats().unwrap().mutating(), 3);
+        // Already erased rows are not erased again.
+        block_on(erase_row_if_dirty(&mut f, 1024, 0x00, K)).unwrap();
+        assert_eq!(dev.stats().unwrap().mutating(), 3);
+    }
+
+    #[test]
+    fn trailer_patch_touches_only_the_last_48_bytes_of_the_slot() {
+        let dev =
+            SimDevice::new(vec![0u8; crate::layout::FLASH_SIZE as usize], sim_config()).unwrap();
+        let mut f = flash_view(&dev).unwrap();
+        let slot = crate::layout::Config::V1_8_SWAP.secondary;
+        block_on(patch_trailer(
+            &mut f,
+            &slot,
+            0x00,
+            K,
+            crate::trailer::put_magic,
+        ))
+        .unwrap();
+        let end = slot.end_offset() as usize;
+        dev.inspect(|m| {
+            assert_eq!(&m[end - 16..end], &crate::trailer::MAGIC);
+            assert!(m[end - 4096..end - 16].iter().all(|&b| b == 0));
+            assert!(m[end..end + 512].iter().all(|&b| b == 0));
+        })
+        .unwrap();
     }
 }

@@ -493,6 +493,16 @@ mod tests {
     }
 
     #[test]
+    fn old_imgtool_zero_padded_signature_is_trimmed() {
+        let mut padded = [0u8; 72];
+        padded[0] = 0x30;
+        padded[1] = 0x44;
+        assert_eq!(trim_der(&padded).len(), 0x46);
+        assert_eq!(trim_der(&[0x30, 0x50, 1]).len(), 3, "bad length left as is");
+        assert_eq!(trim_der(&[]).len(), 0);
+    }
+
+    #[test]
     fn spki_prefix_is_the_p256_der_header() {
         // SEQUENCE(0x59) { SEQUENCE(0x13) { OID 1.2.840.10045.2.1, OID 1.2.840.10045.3.1.7 },
         // BIT STRING(0x42, 0 unused bits) } : 26 bytes + 65-byte point = 91 = 0x5B bytes.

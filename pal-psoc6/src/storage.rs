@@ -6,7 +6,7 @@ use embedded_storage_async::nor_flash::NorFlash;
 use ota_pal_traits::{FileInfo, ImageStorage, NorFlashImageStorage, PalError, PalErrorKind};
 
 use crate::flash::{self, geometry_ok, SUB_BAD_GEOMETRY};
-use crate::layout::{Config, UpgradeMode, ERASE_VALUE};
+use crate::layout::{Config, UpgradeMode, ERASE_VALUE, ROW_SIZE};
 use crate::trailer::{Flag, Magic};
 
 /// Sub-code: `prepare` refused because the swap bootloader's revert copy of the previous image
@@ -35,6 +35,7 @@ pub const SUB_BAD_CONFIG: u32 = 0x501;
 pub struct Psoc6ImageStorage<F> {
     inner: NorFlashImageStorage<F>,
     config: Config,
+    resumed: bool,
 }
 
 impl<F: NorFlash> Psoc6ImageStorage<F> {
@@ -59,7 +60,11 @@ impl<F: NorFlash> Psoc6ImageStorage<F> {
             config.capacity(),
             ERASE_VALUE,
         )?;
-        Ok(Self { inner, config })
+        Ok(Self {
+            inner,
+            config,
+            resumed: false,
+        })
     }
 
     /// The configuration.
@@ -101,6 +106,7 @@ impl<F: NorFlash> ImageStorage for Psoc6ImageStorage<F> {
             }
         }
         self.inner.release();
+        self.resumed = false;
         flash::erase_row_if_dirty(
             self.inner.flash(),
             cfg.secondary.trailer_row_offset(),
@@ -112,10 +118,32 @@ impl<F: NorFlash> ImageStorage for Psoc6ImageStorage<F> {
     }
 
     async fn resume(&mut self, file: &FileInfo<'_>) -> Result<(), PalError> {
-        self.inner.resume(file).await
+        self.inner.resume(file).await?;
+        self.resumed = true;
+        Ok(())
     }
 
+    /// After [`resume`](ImageStorage::resume) the rows of the block are erased first: a block
+    /// whose write a power cut tore is not in the journal and is written again, and PSoC 6
+    /// rows are rewritten by erase + program (`Cy_Flash_WriteRow`), never programmed over.
     async fn write(&mut self, offset: u32, data: &[u8]) -> Result<(), PalError> {
+        let fits = self
+            .inner
+            .file_size()
+            .zip(offset.checked_add(data.len() as u32))
+            .is_some_and(|(size, end)| end <= size);
+        if self.resumed && fits && !data.is_empty() && offset % ROW_SIZE == 0 {
+            let from = self.config.secondary.offset() + offset;
+            let to = from + (data.len() as u32).div_ceil(ROW_SIZE) * ROW_SIZE;
+            let cap_end = self.config.secondary.offset() + self.capacity();
+            self.inner
+                .flash()
+                .erase(from, to.min(cap_end))
+                .await
+                .map_err(|e| {
+                    PalError::with_sub(PalErrorKind::FileClose, ota_pal_traits::flash_sub_code(&e))
+                })?;
+        }
         self.inner.write(offset, data).await
     }
 

@@ -120,6 +120,22 @@ fn imgtool_overwrite_only_image_is_accepted_and_a_flipped_byte_rejected() {
 }
 
 #[test]
+fn imgtool_image_with_protected_tlvs_is_accepted() {
+    // `-s 7` adds a protected SEC_CNT TLV (0x50): the hash then covers the 0x6908 area too.
+    let (key, img) = signed("protected", &["-s", "7"]);
+    let c = check(&key, &img);
+    assert!(c.is_valid_signed(), "{c:?}");
+    let h = c.header.unwrap();
+    assert_eq!(h.protect_tlv_size, 12);
+    let at = 0x400 + 5000;
+    assert_eq!(&img[at..at + 4], &[0x08, 0x69, 12, 0]);
+    // Changing the protected counter breaks the hash.
+    let mut bad = img.clone();
+    bad[at + 8] ^= 1;
+    assert!(!check(&key, &bad).hash_ok);
+}
+
+#[test]
 fn imgtool_image_updates_through_the_pal_and_the_sim_bootloader() {
     for (cfg, extra) in [
         (Config::V1_8_SWAP, &[][..]),
