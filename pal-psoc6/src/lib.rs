@@ -12,9 +12,11 @@ pub mod reset;
 pub mod sim;
 pub mod storage;
 pub mod trailer;
+pub mod verifier;
 
 pub use boot::Psoc6BootControl;
 pub use image::{check_image, ImageCheck, ImageHeader, ImageVersion};
 pub use layout::{Area, Config, PendingMode, UpgradeMode};
 pub use reset::FnReset;
 pub use storage::Psoc6ImageStorage;
+pub use verifier::McubootVerifier;

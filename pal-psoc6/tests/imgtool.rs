@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ota_pal_traits::sim::block_on;
+use ota_pal_traits::ImageVerifier;
 use ota_pal_traits::{BootControl, PlatformImageState, Sha256EcdsaP256Verifier};
 use pal_psoc6::image::check_image;
 use pal_psoc6::sim::{BootOutcome, SimBootloader};
-use pal_psoc6::{Config, ImageVersion};
+use pal_psoc6::{Config, ImageVersion, McubootVerifier};
 
 fn imgtool(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("imgtool")
@@ -107,6 +108,21 @@ fn accepts_and_rejects_flips(name: &str, extra: &[&str]) {
     // Another key: KEYHASH does not match.
     let c = check(&mcuboot_verifier(), &img);
     assert!(c.hash_ok && !c.key_hash_ok && !c.is_valid_signed());
+    // The streaming wrapper agrees.
+    let mut v = McubootVerifier::new(aws_verifier(), key.clone());
+    v.begin(&file_of(img.len()));
+    for piece in img.chunks(1000) {
+        v.update(piece);
+    }
+    block_on(v.finish(&aws_sig(&img))).unwrap();
+    assert_eq!(
+        v.last_check().version(),
+        Some(ImageVersion::new(1, 2, 3, 0))
+    );
+    let mut v = McubootVerifier::new(aws_verifier(), key);
+    v.begin(&file_of(bad.len()));
+    v.update(&bad);
+    assert!(block_on(v.finish(&aws_sig(&bad))).is_err());
 }
 
 #[test]

@@ -29,6 +29,11 @@ fn ram_cost_of_the_pal() {
     let request = size_of_val(&b.request_trial_boot(&f));
     let confirm = size_of_val(&b.confirm());
     let reject = size_of_val(&b.reject());
+    let verifier =
+        core::mem::size_of::<pal_psoc6::McubootVerifier<ota_pal_traits::Sha256EcdsaP256Verifier>>();
+    let plain = core::mem::size_of::<ota_pal_traits::Sha256EcdsaP256Verifier>();
+    println!("RAM: McubootVerifier<Sha256EcdsaP256Verifier> {verifier} B (inner verifier alone {plain} B)");
+    assert!(verifier <= 2 * plain + 512);
     println!(
         "RAM: flash handle {flash} B; Psoc6ImageStorage {storage} B; Psoc6BootControl {boot} B; \
          futures: prepare {prepare} B, write {write} B, platform_state {state} B, \
