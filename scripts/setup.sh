@@ -29,6 +29,12 @@ for c in clippy rustfmt; do
   fi
 done
 
+# pal-psoc6's imgtool interoperability test signs MCUboot images with MCUboot's imgtool (PyPI).
+if ! command -v imgtool >/dev/null 2>&1; then
+  say "installing imgtool from PyPI (MCUboot image signing, for pal-psoc6's tests)"
+  python3 -m pip install --quiet imgtool
+fi
+
 if [ "$need_fuzz" = 1 ]; then
   if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     say "installing the nightly toolchain (cargo-fuzz needs it)"
