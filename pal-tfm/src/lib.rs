@@ -1,4 +1,10 @@
-#![doc = include_str!("../README.md")]
+#![cfg_attr(feature = "sim", doc = include_str!("../README.md"))]
+#![cfg_attr(
+    not(feature = "sim"),
+    doc = "ota-rs PAL for Arm Corstone-300/310 + TF-M over the PSA Firmware Update 1.0 API. \
+           The full documentation (README, with a usage example on the simulator) is built \
+           with `--features sim`."
+)]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
