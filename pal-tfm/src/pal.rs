@@ -65,6 +65,15 @@ impl<F: PsaFwu> TfmStorage<F> {
         }
     }
 
+    /// Close the file without any PSA call (after a successful verification and hand-over,
+    /// like `NorFlashImageStorage::release`): a later [`abort`](ImageStorage::abort) then
+    /// keeps the CANDIDATE/STAGED image. Without it, `abort` after a successful close
+    /// discards the candidate, so that a later `psa_fwu_install` (which stages *every*
+    /// CANDIDATE) cannot pick up a file the agent gave up.
+    pub fn release(&mut self) {
+        self.open = None;
+    }
+
     /// The component of the file being received.
     pub fn component(&self) -> Option<ComponentId> {
         self.open.map(|o| o.component)

@@ -293,6 +293,16 @@ fn abort_before_open_after_writes_and_twice() {
     );
     // The erased staging area no longer verifies.
     assert!(close(&sim, 84, &aws_sign(&DUMMY)).is_err());
+    // After `release` (hand-over done), abort keeps the candidate.
+    block_on(st.prepare(&file(NS_PATH, 84))).unwrap();
+    block_on(st.write(0, &DUMMY)).unwrap();
+    close(&sim, 84, &aws_sign(&DUMMY)).unwrap();
+    st.release();
+    block_on(st.abort()).unwrap();
+    assert_eq!(
+        sim.query(ComponentId::NONSECURE).unwrap().state,
+        ComponentState::Candidate
+    );
 }
 
 #[test]

@@ -263,3 +263,54 @@ fn candidate_digest_is_sha256_of_the_bytes_written() {
     let d: [u8; 32] = Sha256::digest(&data).into();
     assert_eq!(sim.query(c).unwrap().candidate_digest, d);
 }
+
+#[test]
+fn power_cut_during_swap_resumes_and_runs_new_image() {
+    let dev = device();
+    let sim = factory(&dev);
+    let f = ns_file();
+    download(&sim, &f).unwrap();
+    activate(&sim, core::slice::from_ref(&f)).unwrap();
+    // Cut in the middle of BL2's swap (its 20th flash operation), then power on again.
+    dev.reset_stats().unwrap();
+    dev.cut_power_at(20, 7).unwrap();
+    assert!(sim.boot().is_err());
+    dev.power_on().unwrap();
+    let out = sim.boot().unwrap();
+    assert_eq!(ns_version(&out), NEW);
+    assert!(out.image(ComponentId::NONSECURE).unwrap().trial);
+    confirm(&sim).unwrap();
+    assert_eq!(ns_version(&sim.boot().unwrap()), NEW);
+}
+
+#[test]
+fn corrupted_primary_is_reported_as_nothing_bootable() {
+    let dev = device();
+    let sim = factory(&dev);
+    // Flip one payload byte of the running NS image: its SHA256 TLV no longer matches.
+    dev.modify(|m| m[0x4000 + 0x500] ^= 1).unwrap();
+    assert_eq!(
+        sim.boot().unwrap(),
+        BootOutcome::NothingBootable(ComponentId::NONSECURE)
+    );
+}
+
+#[test]
+fn image_signed_by_another_bl2_key_is_refused() {
+    let dev = device();
+    let sim = factory(&dev);
+    let other = p256::ecdsa::SigningKey::from_bytes(&[0x33u8; 32].into()).unwrap();
+    let payload = vec![0xA5u8; 2000];
+    let mut img = vec![0u8; 4000];
+    let n = pal_tfm::sim::build_image(&mut img, &payload, version(1, NEW), &other).unwrap();
+    img.truncate(n);
+    let f = JobFile {
+        path: NS_PATH,
+        component: ComponentId::NONSECURE,
+        signature: aws_sign(&img),
+        image: img,
+    };
+    download(&sim, &f).unwrap();
+    activate(&sim, core::slice::from_ref(&f)).unwrap();
+    assert_eq!(ns_version(&sim.boot().unwrap()), OLD_NS);
+}
