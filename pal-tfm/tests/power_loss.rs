@@ -111,3 +111,14 @@ fn power_cut_at_every_operation_with_other_tear_patterns() {
         cut_everywhere("update_and_confirm (seed)", ns_update, false, seed);
     }
 }
+
+#[test]
+fn power_cut_at_every_operation_of_secure_and_nonsecure_update_and_reject() {
+    let tried = cut_everywhere(
+        "secure_and_nonsecure_update_and_reject",
+        s_and_ns_update,
+        true,
+        4,
+    );
+    assert!(tried > 100);
+}
