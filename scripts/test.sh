@@ -36,6 +36,8 @@ NO_STD_CRATES=(
   "pal-psoc6:sim"
   "pal-same54:"
   "pal-same54:sim"
+  "pal-tfm:"
+  "pal-tfm:sim"
   "pal-traveo:"
   "pal-traveo:sim"
 )
