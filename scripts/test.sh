@@ -37,7 +37,7 @@ NO_STD_CRATES=(
   "pal-same54:"
   "pal-same54:sim"
   "pal-tfm:"
-  "pal-tfm:sim"
+  "pal-tfm:sim,ffi"
   "pal-traveo:"
   "pal-traveo:sim"
 )
