@@ -46,6 +46,8 @@ pub enum Error<E> {
     SignatureRejected(PalError),
     /// A chunk failed more than `max_retries` times in a row.
     TooManyRetries,
+    /// The host policy refused the proposal; `AT+OTA FLUSH` was sent (job → FAILED).
+    Declined,
     /// `OTA?` reported a state the flow cannot continue from.
     UnexpectedState(OtaCode),
     /// `OTA?` reported 0 (the job went away) while the flow waited for it.
@@ -292,6 +294,7 @@ pub struct ExpressLink<IO, C, const N: usize> {
     config: Config,
     dialect: Dialect,
     desync: bool,
+    extra: u32,
 }
 
 /// Write the command line `AT+{verb}{suffix}[ {escaped param}]\n` (a bare `AT\n` for an empty
@@ -332,6 +335,7 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
             config,
             dialect: Dialect::Unknown,
             desync: false,
+            extra: 0,
         }
     }
 
@@ -393,8 +397,9 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         param: Option<&[u8]>,
         timeout_ms: u32,
     ) -> Result<Range<usize>, Error<IO::Error>> {
-        if self.desync {
+        if self.desync || self.extra > 0 {
             self.drain().await?;
+            self.extra = 0;
         }
         let rx = &mut self.rx;
         let io = &mut self.io;
@@ -422,7 +427,7 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
                 }) = parse_response(self.rx.line(r.clone()))
                 {
                     // Extra lines not read by the caller are drained before the next command.
-                    self.desync |= n > 0;
+                    self.extra = n;
                 }
             }
             Err(e) if e.is_transient() => self.desync = true,
@@ -462,8 +467,12 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         let t = self.config.command_timeout_ms;
         let r = match select(self.rx.next_line(&mut self.io), self.clock.delay_ms(t)).await {
             Either::First(r) => r?,
-            Either::Second(()) => return Err(Error::Timeout),
+            Either::Second(()) => {
+                self.desync = true;
+                return Err(Error::Timeout);
+            }
         };
+        self.extra = self.extra.saturating_sub(1);
         Ok(self.rx.line(r))
     }
 

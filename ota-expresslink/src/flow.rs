@@ -184,7 +184,7 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
     /// [`Error::SignatureRejected`], boot state untouched) → CLOSE → poll `OTA?` until 0 →
     /// [`BootControl::request_trial_boot`]. Reset the board afterwards and call
     /// [`confirm_after_reset`] once running the new image. A declined proposal is FLUSHed and
-    /// reported as [`Error::UnexpectedState`]`(HostProposed)`.
+    /// reported as [`Error::Declined`].
     pub async fn host_update<P, S, V, B>(
         &mut self,
         job: &HostJob<'_>,
@@ -204,7 +204,7 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
             OtaCode::HostProposed => {
                 if !policy.accept_host_update(status.detail) {
                     self.ota_flush().await?;
-                    return Err(Error::UnexpectedState(OtaCode::HostProposed));
+                    return Err(Error::Declined);
                 }
                 self.ota_accept().await?;
                 self.wait_ota_state(

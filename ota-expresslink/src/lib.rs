@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
 
+pub use embedded_io_async;
+pub use ota_pal_traits;
+
 pub mod codec;
 pub mod driver;
 pub mod flow;

@@ -490,3 +490,119 @@ fn timeout_then_resync() {
     let s = block_on(el.ota_status()).unwrap();
     assert_eq!(s.code, OtaCode::HostProposed);
 }
+
+#[test]
+fn ram_cost_for_2k_reads() {
+    type El2k = ExpressLink<FakeUart, TestClock, RX_FOR_2K_READS>;
+    let drv = core::mem::size_of::<El2k>()
+        - core::mem::size_of::<FakeUart>()
+        - core::mem::size_of::<TestClock>();
+    let dev = SimDevice::new(vec![0xFFu8; FLASH], SimConfig::new(16, 4096)).unwrap();
+    let mut storage = NorFlashImageStorage::new(
+        dev.view::<16, 4096>(0, FLASH as u32).unwrap(),
+        0,
+        FLASH as u32,
+        0xFF,
+    )
+    .unwrap();
+    let mut verifier = Sha256EcdsaP256Verifier::from_verifying_key(*key().verifying_key());
+    let mut boot = Boot::new();
+    let mut el: El2k = ExpressLink::new(
+        FakeUart(Fake::new(Dialect::Modern)),
+        TestClock::default(),
+        Config::default(),
+    );
+    let job = HostJob {
+        file: file(0),
+        signature: None,
+    };
+    let mut policy = AcceptAll;
+    let host_fut = core::mem::size_of_val(&el.host_update(
+        &job,
+        &mut policy,
+        &mut storage,
+        &mut verifier,
+        &mut boot,
+    ));
+    let module_fut = core::mem::size_of_val(&el.module_update(&mut policy));
+    let read_fut = core::mem::size_of_val(&el.ota_read(2048));
+    println!("driver state without UART/clock: {drv} B; host_update future: {host_fut} B; module_update future: {module_fut} B; ota_read future: {read_fut} B");
+    assert!(drv <= RX_FOR_2K_READS + 64, "{drv}");
+}
+
+#[test]
+fn extra_lines_read_or_drained() {
+    let mut el = driver(Fake::new(Dialect::Modern), 2048);
+    let r = block_on(el.command("CONF?", None, Some(b"HOTAcertificate pem"), 1000)).unwrap();
+    assert_eq!(
+        r,
+        Response::Ok {
+            extra_lines: Some(2),
+            detail: b"pem"
+        }
+    );
+    assert_eq!(
+        block_on(el.read_extra_line()).unwrap(),
+        b"-----BEGIN CERTIFICATE-----"
+    );
+    assert_eq!(
+        block_on(el.read_extra_line()).unwrap(),
+        b"-----END CERTIFICATE-----"
+    );
+    block_on(el.attention()).unwrap();
+    // Not read: drained before the next command, which still gets its own reply.
+    block_on(el.command("CONF?", None, Some(b"HOTAcertificate pem"), 1000)).unwrap();
+    assert_eq!(block_on(el.ota_status()).unwrap().code, OtaCode::Idle);
+    // Legacy announces nothing: the caller who asked for a PEM reads its lines.
+    let mut el = driver(Fake::new(Dialect::Legacy), 2048);
+    let r = block_on(el.command("CONF?", None, Some(b"HOTAcertificate pem"), 1000)).unwrap();
+    assert_eq!(
+        r,
+        Response::Ok {
+            extra_lines: None,
+            detail: b"pem"
+        }
+    );
+    assert_eq!(
+        block_on(el.read_extra_line()).unwrap(),
+        b"-----BEGIN CERTIFICATE-----"
+    );
+    assert_eq!(
+        block_on(el.read_extra_line()).unwrap(),
+        b"-----END CERTIFICATE-----"
+    );
+    assert_eq!(block_on(el.ota_status()).unwrap().code, OtaCode::Idle);
+}
+
+struct RefuseHost;
+impl UpdatePolicy for RefuseHost {
+    fn accept_module_update(&mut self, _: &[u8]) -> bool {
+        true
+    }
+    fn accept_host_update(&mut self, metadata: &[u8]) -> bool {
+        assert_eq!(metadata, b"HOTA PENDING");
+        false
+    }
+}
+
+#[test]
+fn host_update_declined_flushes() {
+    let mut fake = Fake::new(Dialect::Modern);
+    fake.propose(Kind::Host, "meta", &image(10));
+    let mut el = driver(fake, 2048);
+    let dev = SimDevice::new(vec![0xFFu8; 8192], SimConfig::new(16, 4096)).unwrap();
+    let mut storage =
+        NorFlashImageStorage::new(dev.view::<16, 4096>(0, 8192).unwrap(), 0, 8192, 0xFF).unwrap();
+    let mut v = Sha256EcdsaP256Verifier::from_verifying_key(*key().verifying_key());
+    let mut boot = Boot::new();
+    let job = HostJob {
+        file: file(10),
+        signature: None,
+    };
+    let e = block_on(el.host_update(&job, &mut RefuseHost, &mut storage, &mut v, &mut boot))
+        .unwrap_err();
+    assert_eq!(e, Error::Declined);
+    let (FakeUart(fake), _) = el.into_parts();
+    assert!(fake.flushed && fake.position("AT+OTA ACCEPT").is_none());
+    assert_eq!(boot.trial, None);
+}

@@ -185,6 +185,14 @@ impl Fake {
                     "OK v1.3".into()
                 }
             }
+            ("CONF?", Some(k)) if k.eq_ignore_ascii_case("HOTAcertificate pem") => {
+                let eol = self.eol();
+                if self.dialect == Dialect::Legacy {
+                    format!("OK pem{eol}-----BEGIN CERTIFICATE-----{eol}-----END CERTIFICATE-----")
+                } else {
+                    format!("OK2 pem{eol}-----BEGIN CERTIFICATE-----{eol}-----END CERTIFICATE-----")
+                }
+            }
             ("CONF", Some(p)) => {
                 if let Some((k, v)) = p.split_once('=') {
                     if let Some(i) = k.strip_prefix("Topic") {
