@@ -303,7 +303,7 @@ async fn write_command<W: Write>(
     io: &mut W,
     verb: &str,
     suffix: Option<u32>,
-    param: Option<&[u8]>,
+    param: Option<&[&[u8]]>,
 ) -> Result<(), W::Error> {
     io.write_all(if verb.is_empty() { b"AT" } else { b"AT+" })
         .await?;
@@ -312,10 +312,10 @@ async fn write_command<W: Write>(
         let mut d = [0u8; 10];
         io.write_all(fmt_decimal(s, &mut d)).await?;
     }
-    if let Some(p) = param {
+    if let Some(parts) = param {
         io.write_all(b" ").await?;
         let mut scratch = [0u8; 64];
-        for piece in p.chunks(32) {
+        for piece in parts.iter().flat_map(|p| p.chunks(32)) {
             // 32 bytes escape to at most 64.
             let n = crate::codec::escape_into(piece, &mut scratch).unwrap_or(0);
             io.write_all(scratch.get(..n).unwrap_or(&[])).await?;
@@ -395,6 +395,24 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         verb: &str,
         suffix: Option<u32>,
         param: Option<&[u8]>,
+        timeout_ms: u32,
+    ) -> Result<Range<usize>, Error<IO::Error>> {
+        match param {
+            Some(p) => {
+                self.command_parts(verb, suffix, Some(&[p]), timeout_ms)
+                    .await
+            }
+            None => self.command_parts(verb, suffix, None, timeout_ms).await,
+        }
+    }
+
+    /// [`command_line`](Self::command_line) with the parameter given in pieces (concatenated,
+    /// then escaped), so `KEY=value` or `READ 2048` need no assembly buffer.
+    async fn command_parts(
+        &mut self,
+        verb: &str,
+        suffix: Option<u32>,
+        param: Option<&[&[u8]]>,
         timeout_ms: u32,
     ) -> Result<Range<usize>, Error<IO::Error>> {
         if self.desync || self.extra > 0 {
@@ -497,39 +515,34 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         Ok(self.dialect)
     }
 
-    /// `AT+CONF {key}={value}` (the value is escaped).
+    /// `AT+CONF {key}={value}` (the value is escaped; any length the module accepts, e.g. a
+    /// PEM certificate with its newlines).
     pub async fn conf(&mut self, key: &str, value: &[u8]) -> Result<(), Error<IO::Error>> {
-        // Key and '=' are plain; the value is escaped with them as one parameter.
-        let mut param = [0u8; 80];
-        let k = key.len();
-        let total = k + 1 + value.len();
-        let dst = param
-            .get_mut(..total)
-            .ok_or(Error::Codec(CodecError::BufferFull))?;
-        let (kd, rest) = dst.split_at_mut(k);
-        kd.copy_from_slice(key.as_bytes());
-        let (eq, vd) = rest.split_at_mut(1);
-        eq.copy_from_slice(b"=");
-        vd.copy_from_slice(value);
-        self.command_ok("CONF", None, Some(dst_ro(&param, total)))
+        self.parts_ok("CONF", None, &[key.as_bytes(), b"=", value])
             .await
-            .map(|_| ())
     }
 
     /// `AT+CONF Topic{index}={topic}`.
     pub async fn conf_topic(&mut self, index: u32, topic: &str) -> Result<(), Error<IO::Error>> {
-        let mut key = [0u8; 16];
         let mut d = [0u8; 10];
         let digits = fmt_decimal(index, &mut d);
-        let n = 5 + digits.len();
-        let kd = key
-            .get_mut(..n)
-            .ok_or(Error::Codec(CodecError::BufferFull))?;
-        let (a, b) = kd.split_at_mut(5);
-        a.copy_from_slice(b"Topic");
-        b.copy_from_slice(digits);
-        let key = core::str::from_utf8(dst_ro(&key, n)).map_err(|_| Error::Malformed)?;
-        self.conf(key, topic.as_bytes()).await
+        self.parts_ok("CONF", None, &[b"Topic", digits, b"=", topic.as_bytes()])
+            .await
+    }
+
+    async fn parts_ok(
+        &mut self,
+        verb: &str,
+        suffix: Option<u32>,
+        parts: &[&[u8]],
+    ) -> Result<(), Error<IO::Error>> {
+        let t = self.config.command_timeout_ms;
+        let r = self.command_parts(verb, suffix, Some(parts), t).await?;
+        match parse_response(self.rx.line(r)) {
+            Ok(Response::Ok { .. }) => Ok(()),
+            Ok(Response::Err { code, .. }) => Err(Error::Module(code)),
+            Err(_) => Err(Error::Malformed),
+        }
     }
 
     /// `AT+CONNECT` (with the long connect timeout). `ERR14` is
@@ -623,19 +636,17 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
 
     /// `AT+OTA SEEK {address}` (decimal out) and check the hex echo.
     pub async fn ota_seek(&mut self, address: u32) -> Result<(), Error<IO::Error>> {
-        let mut param = [0u8; 16];
         let mut d = [0u8; 10];
         let digits = fmt_decimal(address, &mut d);
-        let n = 5 + digits.len();
-        let p = param
-            .get_mut(..n)
-            .ok_or(Error::Codec(CodecError::BufferFull))?;
-        let (a, b) = p.split_at_mut(5);
-        a.copy_from_slice(b"SEEK ");
-        b.copy_from_slice(digits);
-        let detail = self
-            .command_ok("OTA", None, Some(dst_ro(&param, n)))
+        let t = self.config.command_timeout_ms;
+        let r = self
+            .command_parts("OTA", None, Some(&[b"SEEK ", digits]), t)
             .await?;
+        let detail = match parse_response(self.rx.line(r)) {
+            Ok(Response::Ok { detail, .. }) => detail,
+            Ok(Response::Err { code, .. }) => return Err(Error::Module(code)),
+            Err(_) => return Err(Error::Malformed),
+        };
         match parse_seek_reply(detail) {
             Some(echoed) if echoed == address => Ok(()),
             Some(echoed) => Err(Error::SeekMismatch {
@@ -649,27 +660,15 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
     /// `AT+OTA READ {n}`: a verified chunk (decoded in place in the RX buffer) or the end.
     /// A count below `n` is not the end; only [`ReadReply::End`] is.
     pub async fn ota_read(&mut self, n: u32) -> Result<ReadReply<'_>, Error<IO::Error>> {
-        let mut param = [0u8; 16];
         let mut d = [0u8; 10];
         let digits = fmt_decimal(n, &mut d);
-        let len = 5 + digits.len();
-        let p = param
-            .get_mut(..len)
-            .ok_or(Error::Codec(CodecError::BufferFull))?;
-        let (a, b) = p.split_at_mut(5);
-        a.copy_from_slice(b"READ ");
-        b.copy_from_slice(digits);
         let t = self.config.command_timeout_ms;
         let r = self
-            .command_line("OTA", None, Some(dst_ro(&param, len)), t)
+            .command_parts("OTA", None, Some(&[b"READ ", digits]), t)
             .await?;
         if let Ok(Response::Err { code, .. }) = parse_response(self.rx.line(r.clone())) {
             return Err(Error::Module(code));
         }
         parse_read_reply(self.rx.line_mut(r), n as usize).map_err(Error::Read)
     }
-}
-
-fn dst_ro(buf: &[u8], n: usize) -> &[u8] {
-    buf.get(..n).unwrap_or(&[])
 }

@@ -469,6 +469,16 @@ fn messaging_basics() {
         assert_eq!(fake.sent, vec![(1, "Hello World!".to_string())]);
         assert_eq!(fake.log[0], "AT");
     }
+    // A long value with newlines and backslashes goes out as one escaped line.
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\\\r\n-----END CERTIFICATE-----\n",
+        "A".repeat(300)
+    );
+    let mut el = driver(Fake::new(Dialect::Modern), 2048);
+    block_on(el.conf("HOTAcertificate", pem.as_bytes())).unwrap();
+    let (FakeUart(fake), _) = el.into_parts();
+    let want = format!("AT+CONF HOTAcertificate=-----BEGIN CERTIFICATE-----\\A{}\\\\\\D\\A-----END CERTIFICATE-----\\A", "A".repeat(300));
+    assert_eq!(fake.log, vec![want]);
 }
 
 #[test]

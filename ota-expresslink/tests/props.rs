@@ -8,7 +8,11 @@
 )]
 
 use ota_expresslink::*;
-use ota_pal_traits::sim::block_on;
+use ota_pal_traits::sim::{block_on, SimConfig, SimDevice};
+use ota_pal_traits::{
+    BootControl, FileInfo, NorFlashImageStorage, PalError, PlatformImageState,
+    Sha256EcdsaP256Verifier,
+};
 use proptest::prelude::*;
 
 /// A UART whose module side sends a fixed byte stream, in chunks of `step`, then pends forever.
@@ -35,6 +39,22 @@ impl embedded_io_async::Read for Noise {
         buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+struct NoBoot;
+impl BootControl for NoBoot {
+    async fn platform_state(&mut self) -> Result<PlatformImageState, PalError> {
+        Ok(PlatformImageState::Valid)
+    }
+    async fn request_trial_boot(&mut self, _: &FileInfo<'_>) -> Result<(), PalError> {
+        Ok(())
+    }
+    async fn confirm(&mut self) -> Result<(), PalError> {
+        Ok(())
+    }
+    async fn reject(&mut self) -> Result<(), PalError> {
+        Ok(())
     }
 }
 
@@ -105,6 +125,23 @@ proptest! {
         let mut buf = [0u8; 16];
         let _ = block_on(el.get(1, &mut buf));
         let _ = block_on(el.module_update(&mut AcceptAll));
+    }
+
+    #[test]
+    fn host_flow_never_panics_on_any_stream(body in line_strategy(), step in 1usize..64) {
+        // Prefix a host-ready state so the download loop sees the random lines.
+        let mut bytes = b"OK 5 16\nOK 5 16\nOK 0\n".to_vec();
+        bytes.extend(body);
+        let cfg = Config { max_polls: 3, max_retries: 2, read_size: 64, ..Config::default() };
+        let mut el: ExpressLink<_, _, 256> = ExpressLink::new(Noise { bytes, pos: 0, step }, Instant, cfg);
+        let dev = SimDevice::new(vec![0xFFu8; 4096], SimConfig::new(16, 1024)).unwrap();
+        let mut storage = NorFlashImageStorage::new(dev.view::<16, 1024>(0, 4096).unwrap(), 0, 4096, 0xFF).unwrap();
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let mut v = Sha256EcdsaP256Verifier::from_verifying_key(*sk.verifying_key());
+        let mut boot = NoBoot;
+        let file = FileInfo { index: 0, path: "", size: 0, file_type: 202, attributes: 0, cert_path: "" };
+        let job = HostJob { file, signature: Some(&[0x30, 0x00]) };
+        let _ = block_on(el.host_update(&job, &mut AcceptAll, &mut storage, &mut v, &mut boot));
     }
 
     #[test]
