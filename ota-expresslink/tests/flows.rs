@@ -486,6 +486,11 @@ fn dialect_detection() {
     for d in [Dialect::Legacy, Dialect::Modern] {
         let mut el = driver(Fake::new(d), 2048);
         assert_eq!(block_on(el.detect_dialect()).unwrap(), d);
+        // No TechSpec key: judged by what the lines look like (LF only or CR LF).
+        let mut fake = Fake::new(d);
+        fake.no_techspec = true;
+        let mut el = driver(fake, 2048);
+        assert_eq!(block_on(el.detect_dialect()).unwrap(), d);
     }
 }
 

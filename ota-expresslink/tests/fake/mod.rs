@@ -51,6 +51,8 @@ pub struct Fake {
     pub late_replies: BTreeSet<usize>,
     /// Put a blank line and noise before every reply.
     pub blank_before: bool,
+    /// Answer `CONF? TechSpec` with ERR11 (the driver must judge by the line ends).
+    pub no_techspec: bool,
     pub log: Vec<String>,
     pub out: VecDeque<u8>,
     cmd: Vec<u8>,
@@ -93,6 +95,7 @@ impl Fake {
             drop_replies: BTreeSet::new(),
             late_replies: BTreeSet::new(),
             blank_before: false,
+            no_techspec: false,
             log: Vec::new(),
             out: VecDeque::new(),
             cmd: Vec::new(),
@@ -178,6 +181,7 @@ impl Fake {
         let word: String = head.chars().take_while(|c| !c.is_ascii_digit()).collect();
         let suffix: Option<u32> = head[word.len()..].parse().ok();
         match (word.to_ascii_uppercase().as_str(), param) {
+            ("CONF?", Some("TechSpec")) if self.no_techspec => "ERR11 UNKNOWN KEY".into(),
             ("CONF?", Some("TechSpec")) => {
                 if self.dialect == Dialect::Legacy {
                     "OK v0.5".into()
