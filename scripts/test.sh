@@ -32,6 +32,7 @@ if [ "$FUZZ" = 1 ]; then bash scripts/setup.sh --fuzz; else bash scripts/setup.s
 NO_STD_CRATES=(
   "ota-core:"
   "ota-pal-traits:sim,conformance"
+  "ota-expresslink:"
   "pal-psoc6:"
   "pal-psoc6:sim"
   "pal-same54:"
