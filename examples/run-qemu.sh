@@ -50,7 +50,8 @@ chmod 666 "$work/mosquitto.log"
 pids=()
 cleanup() {
   local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Children first (the `timeout`s inside the cloud-side subshells pass the signal on).
+  for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   if [ "${KEEP_WORKDIR:-0}" = 1 ]; then say "work directory kept: $work"; else rm -rf "$work"; fi
 }
