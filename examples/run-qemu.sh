@@ -6,6 +6,8 @@
 #   examples/run-qemu.sh [EXAMPLE]        (default: qemu-hello)
 #
 # Environment:
+#   MACHINE        mps2-an386 (default), mps2-an500, mps2-an505 or mps3-an547; the example must
+#                  have a cargo feature of that name selecting the machine
 #   ICOUNT_SHIFT   -icount shift (default 4: 16 ns of emulated time per instruction)
 #   RUN_TIMEOUT    wall-clock seconds allowed for one QEMU run (default 60)
 #   REPLY_DELAY    seconds the cloud side waits before replying (default 0; > keep-alive tests PINGs)
@@ -13,8 +15,12 @@
 set -euo pipefail
 
 example=${1:-qemu-hello}
-machine=mps2-an386
-target=thumbv7em-none-eabihf
+machine=${MACHINE:-mps2-an386}
+case "$machine" in
+  mps2-an386 | mps2-an500) target=thumbv7em-none-eabihf ;;
+  mps2-an505 | mps3-an547) target=thumbv8m.main-none-eabihf ;;
+  *) printf 'run-qemu: FAIL: unknown MACHINE %s\n' "$machine" >&2; exit 2 ;;
+esac
 shift_n=${ICOUNT_SHIFT:-4}
 run_timeout=${RUN_TIMEOUT:-60}
 reply_delay=${REPLY_DELAY:-0}
@@ -89,9 +95,10 @@ done
 [ -n "$port" ] || fail "mosquitto did not start on a free port"
 say "mosquitto listening on 127.0.0.1:$port"
 
-say "building $example for $target (release)"
+say "building $example for $machine ($target, release)"
 build_start=$(now)
-(cd "$here" && timeout 900 cargo build --release --quiet -p "$example") >"$work/build.log" 2>&1 ||
+(cd "$here" && timeout 900 cargo build --release --quiet -p "$example" \
+  --no-default-features --features "$machine" --target "$target") >"$work/build.log" 2>&1 ||
   fail "cargo build of $example failed or took more than 900 s"
 elf="$here/target/$target/release/$example"
 [ -f "$elf" ] || fail "no firmware at $elf"
@@ -143,4 +150,4 @@ boot() {
 
 boot 1
 boot 2
-say "PASS: $example booted twice on $machine, boot counter 1 -> 2 from the persisted flash file, MQTT round trip through mosquitto on each boot"
+say "PASS: $example booted twice on $machine (icount shift=$shift_n), boot counter 1 -> 2 from the persisted flash file, MQTT round trip through mosquitto on each boot"

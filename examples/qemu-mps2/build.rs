@@ -5,14 +5,41 @@ fn main() {
     let machine = [
         // (feature, FLASH origin, FLASH length, RAM origin, RAM length)
         // an385/an386/an500: ZBT SSRAM1 (4 MiB) holds the code at 0x0, SSRAM2&3 (4 MiB) the data.
-        ("CARGO_FEATURE_MPS2_AN386", 0x0000_0000u32, "4M", 0x2000_0000u32, "4M"),
-        ("CARGO_FEATURE_MPS2_AN500", 0x0000_0000, "4M", 0x2000_0000, "4M"),
+        (
+            "CARGO_FEATURE_MPS2_AN386",
+            0x0000_0000u32,
+            "4M",
+            0x2000_0000u32,
+            "4M",
+        ),
+        (
+            "CARGO_FEATURE_MPS2_AN500",
+            0x0000_0000,
+            "4M",
+            0x2000_0000,
+            "4M",
+        ),
         // an505: Secure aliases of SSRAM1 (code) and SSRAM2 (data).
-        ("CARGO_FEATURE_MPS2_AN505", 0x1000_0000, "4M", 0x3800_0000, "2M"),
+        (
+            "CARGO_FEATURE_MPS2_AN505",
+            0x1000_0000,
+            "4M",
+            0x3800_0000,
+            "2M",
+        ),
         // an547: Secure aliases of the ITCM (code) and DTCM (data).
-        ("CARGO_FEATURE_MPS3_AN547", 0x1000_0000, "512K", 0x3000_0000, "512K"),
+        (
+            "CARGO_FEATURE_MPS3_AN547",
+            0x1000_0000,
+            "512K",
+            0x3000_0000,
+            "512K",
+        ),
     ];
-    let selected: Vec<_> = machine.iter().filter(|m| env::var_os(m.0).is_some()).collect();
+    let selected: Vec<_> = machine
+        .iter()
+        .filter(|m| env::var_os(m.0).is_some())
+        .collect();
     let [(feature, flash, flash_len, ram, ram_len)] = selected.as_slice() else {
         eprintln!("qemu-mps2: enable exactly one machine feature (mps2-an386, mps2-an500, mps2-an505, mps3-an547)");
         std::process::exit(1);

@@ -73,7 +73,9 @@ async fn mqtt_task(mut stack: MqttStack<'static, NoopRawMutex>, network: &'stati
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
-    let Some(core) = cortex_m::Peripherals::take() else { fail("core peripherals taken") };
+    let Some(core) = cortex_m::Peripherals::take() else {
+        fail("core peripherals taken")
+    };
     qemu_mps2::init(core.SYST);
     log!("qemu-hello on {}", machine::NAME);
 
@@ -99,13 +101,22 @@ async fn main(spawner: Spawner) {
     }
 
     let started = Instant::now();
-    if with_timeout(DEADLINE, client.wait_connected()).await.is_err() {
+    if with_timeout(DEADLINE, client.wait_connected())
+        .await
+        .is_err()
+    {
         fail("no CONNACK from the broker");
     }
-    log!("connected after {} ms (emulated)", started.elapsed().as_millis());
+    log!(
+        "connected after {} ms (emulated)",
+        started.elapsed().as_millis()
+    );
 
     let topics = [TOPIC_IN.into()];
-    let mut subscription = match client.subscribe::<1>(Subscribe::builder().topics(&topics).build()).await {
+    let mut subscription = match client
+        .subscribe::<1>(Subscribe::builder().topics(&topics).build())
+        .await
+    {
         Ok(s) => s,
         Err(_) => fail("subscribe"),
     };
@@ -131,6 +142,10 @@ async fn main(spawner: Spawner) {
         Ok(None) => fail("subscription closed"),
         Err(_) => fail("no message on the subscribed topic"),
     }
-    log!("PASS boot {} after {} ms (emulated)", boot, started.elapsed().as_millis());
+    log!(
+        "PASS boot {} after {} ms (emulated)",
+        boot,
+        started.elapsed().as_millis()
+    );
     exit(0)
 }

@@ -91,7 +91,12 @@ impl<const WRITE: usize, const ERASE: usize> SemihostingFlash<WRITE, ERASE> {
                 left -= n;
             }
         }
-        Ok(Self { file, size, erased, strict: true })
+        Ok(Self {
+            file,
+            size,
+            erased,
+            strict: true,
+        })
     }
 
     /// Lets writes behave like silicon (`old & new` for 0xFF-erased parts) instead of refusing
@@ -154,7 +159,8 @@ impl<const WRITE: usize, const ERASE: usize> NorFlash for SemihostingFlash<WRITE
         let mut left = (to - from) as usize;
         while left > 0 {
             let n = left.min(CHUNK);
-            self.file.write_all(fill.get(..n).ok_or(FlashError::Host)?)?;
+            self.file
+                .write_all(fill.get(..n).ok_or(FlashError::Host)?)?;
             left -= n;
         }
         Ok(())
@@ -182,5 +188,36 @@ impl<const WRITE: usize, const ERASE: usize> NorFlash for SemihostingFlash<WRITE
             self.file.write_all(cells)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nor_program;
+
+    #[test]
+    fn on_a_part_erased_to_ff_a_write_only_clears_bits() {
+        assert_eq!(nor_program(0xFF, 0x5A, 0xFF), 0x5A);
+        assert_eq!(nor_program(0x5A, 0xFF, 0xFF), 0x5A);
+        assert_eq!(nor_program(0xF0, 0x3C, 0xFF), 0x30);
+    }
+
+    #[test]
+    fn on_a_part_erased_to_00_a_write_only_sets_bits() {
+        assert_eq!(nor_program(0x00, 0x5A, 0x00), 0x5A);
+        assert_eq!(nor_program(0x5A, 0x00, 0x00), 0x5A);
+        assert_eq!(nor_program(0xF0, 0x3C, 0x00), 0xFC);
+    }
+
+    #[test]
+    fn writing_the_erase_value_changes_nothing_and_any_value_lands_on_an_erased_cell() {
+        for erased in [0x00, 0xFF, 0xA5] {
+            for old in 0..=255u8 {
+                assert_eq!(nor_program(old, erased, erased), old);
+            }
+            for new in 0..=255u8 {
+                assert_eq!(nor_program(erased, new, erased), new);
+            }
+        }
     }
 }

@@ -18,29 +18,31 @@
 //!
 //! Only `mps2-an386` is exercised end to end (by `qemu-hello`); the other machines' constants
 //! come from the QEMU and Arm documentation and are unverified.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod flash;
 pub mod machine;
 pub mod mqtt;
 pub mod semihosting;
+#[cfg(target_os = "none")]
 pub mod time;
 pub mod uart;
 
 /// Brings up what every example needs: the SysTick time driver. Call once, first thing in
 /// `main`, with the core peripherals taken from `cortex_m::Peripherals::take()`.
+#[cfg(target_os = "none")]
 pub fn init(syst: cortex_m::peripheral::SYST) {
     time::start(syst);
 }
 
-#[cfg(feature = "handlers")]
+#[cfg(all(feature = "handlers", target_os = "none"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     log!("panic: {}", info);
     semihosting::exit(101)
 }
 
-#[cfg(feature = "handlers")]
+#[cfg(all(feature = "handlers", target_os = "none"))]
 #[cortex_m_rt::exception]
 unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
     log!("hard fault at pc={:#010x}", frame.pc());
