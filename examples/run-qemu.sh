@@ -64,6 +64,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'fail "interrupted"' INT TERM
 
+# run_waiting LOG COMMAND...: runs COMMAND with its output in LOG, in the background, and waits
+# for it, so that a TERM/INT reaches the trap at once instead of after the command (bash runs
+# traps only between foreground commands). LOG is redirected here, not around the call, so that
+# the trap's own messages still reach the terminal.
+run_waiting() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait "$pid"
+}
+
 port_is_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # mosquitto on a free loopback port: pick a random unused one, retry if another process takes
@@ -97,8 +110,8 @@ say "mosquitto listening on 127.0.0.1:$port"
 
 say "building $example for $machine ($target, release)"
 build_start=$(now)
-(cd "$here" && timeout 900 cargo build --release --quiet -p "$example" \
-  --no-default-features --features "$machine" --target "$target") >"$work/build.log" 2>&1 ||
+run_waiting "$work/build.log" bash -c 'cd "$1" && shift && exec "$@"' _ "$here" timeout 900 cargo build --release --quiet -p "$example" \
+  --no-default-features --features "$machine" --target "$target" ||
   fail "cargo build of $example failed or took more than 900 s"
 elf="$here/target/$target/release/$example"
 [ -f "$elf" ] || fail "no firmware at $elf"
@@ -130,12 +143,12 @@ boot() {
 
   start=$(now)
   rc=0
-  (cd "$work" && timeout "$run_timeout" qemu-system-arm \
+  run_waiting "$qemu_log" bash -c 'cd "$1" && shift && exec "$@"' _ "$work" timeout "$run_timeout" qemu-system-arm \
     -M "$machine" -nographic -monitor none \
     -semihosting-config enable=on,target=native \
     -icount "shift=$shift_n,align=off,sleep=off" \
     -chardev "socket,id=mq,host=127.0.0.1,port=$port" -serial chardev:mq \
-    -kernel "$elf") >"$qemu_log" 2>&1 || rc=$?
+    -kernel "$elf" || rc=$?
   took=$(seconds_since "$start")
   sed "s/^/  [boot $n] /" "$qemu_log"
   [ "$rc" != 124 ] || fail "boot $n: QEMU still running after $run_timeout s"
