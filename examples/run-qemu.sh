@@ -116,7 +116,10 @@ run_waiting "$work/build.log" bash -c 'cd "$1" && shift && exec "$@"' _ "$here" 
 elf="$here/target/$target/release/$example"
 [ -f "$elf" ] || fail "no firmware at $elf"
 say "built in $(seconds_since "$build_start") s; size:"
-if command -v llvm-size >/dev/null 2>&1; then llvm-size "$elf"; elif command -v rust-size >/dev/null 2>&1; then rust-size "$elf"; fi
+# GNU size (binutils) reads Arm ELF files as well as llvm-size does.
+if command -v llvm-size >/dev/null 2>&1; then llvm-size "$elf"
+elif command -v size >/dev/null 2>&1; then size "$elf"
+else say "no llvm-size or size (binutils): size report skipped"; fi
 
 # One boot: start the cloud side, wait until it is subscribed, run QEMU, check both sides.
 boot() {
