@@ -1,8 +1,9 @@
 //! Proof firmware for the QEMU infrastructure (mps2-an386).
 //!
 //! 1. boots under embassy on the emulated Cortex-M4F;
-//! 2. keeps a boot counter in the semihosting flash file `qemu-hello.flash` (erase + write, so
-//!    NOR rules apply) and logs `boot N`: run QEMU twice and N goes 1 → 2;
+//! 2. keeps a boot counter in the semihosting flash file `qemu-hello.flash` (erase + write, and
+//!    checks that a write needing an erase, an unaligned one and one past the end are refused)
+//!    and logs `boot N`: run QEMU twice and N goes 1 → 2;
 //! 3. connects to the broker through UART0 (wired by QEMU to mosquitto's TCP port) with mqttrust,
 //!    subscribes to `ota-rs/qemu-hello/in`, publishes `hello N` to `ota-rs/qemu-hello/out`;
 //! 4. waits for one message on the subscribed topic, logs it, and exits QEMU with status 0.
@@ -20,7 +21,7 @@ use embassy_time::{with_timeout, Duration, Instant};
 use embedded_storage_async::nor_flash::{NorFlash as _, ReadNorFlash as _};
 use mqttrust::transport::embedded_nal::NalTransport;
 use mqttrust::{Config, IpBroker, MqttStack, Publish, QoS, State, Subscribe};
-use qemu_mps2::flash::SemihostingFlash;
+use qemu_mps2::flash::{FlashError, SemihostingFlash};
 use qemu_mps2::mqtt::SerialNetwork;
 use qemu_mps2::semihosting::exit;
 use qemu_mps2::uart::CmsdkUart;
@@ -50,7 +51,7 @@ fn fail(what: &str) -> ! {
 }
 
 /// Reads, increments and stores the boot counter; returns the new count.
-async fn count_boot() -> Result<u32, qemu_mps2::flash::FlashError> {
+async fn count_boot() -> Result<u32, FlashError> {
     let mut flash = Flash::open(FLASH_FILE, FLASH_SIZE, 0xFF)?;
     let mut word = [0u8; 4];
     flash.read(BOOT_COUNTER, &mut word).await?;
@@ -61,6 +62,20 @@ async fn count_boot() -> Result<u32, qemu_mps2::flash::FlashError> {
     let count = previous.wrapping_add(1);
     flash.erase(0, 4096).await?;
     flash.write(BOOT_COUNTER, &count.to_le_bytes()).await?;
+
+    // The NOR rules hold: n + 1 sets a bit that n has cleared, which needs an erase first;
+    // writes off the 4-byte grid and past the end are refused; the stored count is unchanged.
+    let next = count.wrapping_add(1).to_le_bytes();
+    let refused = [
+        flash.write(BOOT_COUNTER, &next).await == Err(FlashError::NeedsErase),
+        flash.write(2, &[0, 0, 0, 0]).await == Err(FlashError::NotAligned),
+        flash.write(FLASH_SIZE as u32, &[0, 0, 0, 0]).await == Err(FlashError::OutOfBounds),
+    ];
+    flash.read(BOOT_COUNTER, &mut word).await?;
+    if refused != [true; 3] || u32::from_le_bytes(word) != count {
+        log!("NOR rules not enforced: {:?}", refused);
+        fail("flash semantics");
+    }
     Ok(count)
 }
 

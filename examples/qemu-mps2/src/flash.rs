@@ -78,6 +78,8 @@ impl<const WRITE: usize, const ERASE: usize> SemihostingFlash<WRITE, ERASE> {
         }
         let mut file = match HostFile::open(path, OpenMode::ReadWrite) {
             Ok(file) => file,
+            // There but not writable: refuse rather than truncate someone's flash image.
+            Err(e) if HostFile::open(path, OpenMode::Read).is_ok() => return Err(e.into()),
             Err(_) => HostFile::open(path, OpenMode::Create)?,
         };
         let len = file.len()?;
