@@ -92,7 +92,7 @@ persistence false
 log_dest file $work/mosquitto.log
 log_type all
 CONF
-  "$mosquitto_bin" -c "$work/mosquitto.conf" >>"$work/mosquitto.out" 2>&1 &
+  "$mosquitto_bin" -c "$work/mosquitto.conf" >>"$work/mosquitto-stdio.log" 2>&1 &
   pid=$!
   for _ in $(seq 50); do
     port_is_open "$candidate" && break
@@ -155,7 +155,15 @@ boot() {
   took=$(seconds_since "$start")
   sed "s/^/  [boot $n] /" "$qemu_log"
   [ "$rc" != 124 ] || fail "boot $n: QEMU still running after $run_timeout s"
-  [ "$rc" = 0 ] || fail "boot $n: QEMU exited with status $rc"
+  if [ "$rc" != 0 ]; then
+    local why
+    why=$(grep -m1 -E '^(FAIL|panic|hard fault)' "$qemu_log" || true)
+    case "$rc" in
+      101) why=${why:-a panic} ;;
+      102) why=${why:-a hard fault} ;;
+    esac
+    fail "boot $n: QEMU exited with status $rc${why:+ (firmware: $why)}"
+  fi
   grep -qx "boot $n" "$qemu_log" || fail "boot $n: the firmware did not report 'boot $n' (flash not persisted?)"
   grep -q '^PASS' "$qemu_log" || fail "boot $n: the firmware did not report PASS"
   for _ in $(seq 100); do kill -0 "$cloud" 2>/dev/null || break; sleep 0.1; done
