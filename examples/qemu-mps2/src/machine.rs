@@ -8,7 +8,8 @@
 //! | mps3-an547 | Cortex-M55 | 0x1000_0000 / 0x3000_0000 S | 0x5930_3000 S| 32 MHz  |
 //!
 //! an505/an547 boot in the Secure state, so images are linked at the Secure aliases and use the
-//! Secure alias of the UART. Only an386 is tested here.
+//! Secure alias of the UART. All four boot `qemu-hello`; the SysTick clocks are QEMU's
+//! (`mps2.c`, `mps2-tz.c`).
 
 /// Base address of UART0, the one `-serial` wires to the broker.
 #[cfg(any(feature = "mps2-an386", feature = "mps2-an500"))]
