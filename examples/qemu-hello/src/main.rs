@@ -2,7 +2,8 @@
 //!
 //! 1. boots under embassy on the emulated Cortex-M4F;
 //! 2. keeps a boot counter in the semihosting flash file `qemu-hello.flash` (erase + write, and
-//!    checks that a write needing an erase, an unaligned one and one past the end are refused)
+//!    checks that a write needing an erase, an unaligned one and one past the end are refused,
+//!    and that a second flash erasing to 0x00 reads zeros when erased and only sets bits)
 //!    and logs `boot N`: run QEMU twice and N goes 1 → 2;
 //! 3. connects to the broker through UART0 (wired by QEMU to mosquitto's TCP port) with mqttrust,
 //!    subscribes to `ota-rs/qemu-hello/in`, publishes `hello N` to `ota-rs/qemu-hello/out`;
@@ -35,6 +36,8 @@ type Flash = SemihostingFlash<4, 4096>;
 const FLASH_SIZE: usize = 64 * 1024;
 /// The boot counter's word, at the start of sector 0.
 const BOOT_COUNTER: u32 = 0;
+/// A second, 1 KiB flash that erases to 0x00, 8-byte write unit, 512-byte sectors.
+const ZERO_FLASH_FILE: &str = "qemu-hello-zero.flash";
 
 const TOPIC_OUT: &str = "ota-rs/qemu-hello/out";
 const TOPIC_IN: &str = "ota-rs/qemu-hello/in";
@@ -75,6 +78,19 @@ async fn count_boot() -> Result<u32, FlashError> {
     if refused != [true; 3] || u32::from_le_bytes(word) != count {
         log!("NOR rules not enforced: {:?}", refused);
         fail("flash semantics");
+    }
+
+    // A part that erases to 0x00 (PSoC 6): erased reads as zeros, writes only set bits.
+    let mut zero = SemihostingFlash::<8, 512>::open(ZERO_FLASH_FILE, 1024, 0x00)?;
+    zero.erase(0, 512).await?;
+    let mut cells = [0xEE_u8; 8];
+    zero.read(0, &mut cells).await?;
+    let erased_ok = cells == [0; 8];
+    zero.write(0, &[0x5A; 8]).await?;
+    let clear_refused = zero.write(0, &[0x00; 8]).await == Err(FlashError::NeedsErase);
+    zero.read(0, &mut cells).await?;
+    if !erased_ok || !clear_refused || cells != [0x5A; 8] {
+        fail("0x00-erased flash semantics");
     }
     Ok(count)
 }
