@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests need, and says what it installs. Safe to run again: it only adds what
 # is missing. With --fuzz it also makes sure a nightly toolchain and cargo-fuzz are there.
+# With --qemu it installs Debian's qemu-system-arm and mosquitto for the emulated board examples
+# (examples/run-qemu.sh); the unit-test path needs neither.
 set -euo pipefail
 
 need_fuzz=0
+need_qemu=0
 for arg in "$@"; do
   case "$arg" in
     --fuzz) need_fuzz=1 ;;
+    --qemu) need_qemu=1 ;;
     *) echo "setup.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -44,5 +48,22 @@ if [ "$need_fuzz" = 1 ]; then
     say "installing cargo-fuzz from crates.io"
     cargo install --locked cargo-fuzz
   fi
+fi
+if [ "$need_qemu" = 1 ]; then
+  missing=()
+  command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
+  { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
+  command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+      echo "setup.sh: --qemu needs ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" \
+        "or run this script as root on a Debian-like system" >&2
+      exit 1
+    fi
+    say "installing ${missing[*]} with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  say "qemu: $(qemu-system-arm --version | head -n1)"
 fi
 say "tools ready: $(rustc --version)"
