@@ -29,6 +29,10 @@ impl embedded_io_async::Write for Noise {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
         Ok(buf.len())
     }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 impl embedded_io_async::Read for Noise {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {

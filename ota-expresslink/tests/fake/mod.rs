@@ -385,6 +385,10 @@ impl embedded_io_async::Write for FakeUart {
         }
         Ok(buf.len())
     }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 impl embedded_io_async::Read for FakeUart {
