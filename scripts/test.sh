@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The project's test command (the README's "run the tests"). It checks for and installs what it
 # needs, then runs, in order: formatting, clippy, unit/property/scenario tests, no_std builds for
-# both Cortex-M targets, docs, and a bounded fuzz smoke run of every fuzz target.
+# both Cortex-M targets, docs, the emulated firmware under QEMU (with mosquitto), and a bounded
+# fuzz smoke run of every fuzz target.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-fuzz  skip the fuzz smoke run (no nightly toolchain needed)
+#   scripts/test.sh --no-qemu  skip the emulated firmware (no qemu-system-arm or mosquitto needed)
 #
 # Exit status is non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ=1
+QEMU=1
 for arg in "$@"; do
   case "$arg" in
     --no-fuzz) FUZZ=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --no-qemu) QEMU=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -26,7 +30,10 @@ die() { printf '\ntest.sh: %s\n' "$*" >&2; exit 1; }
 step "checking tools"
 command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs) and re-run"
 command -v rustup >/dev/null || die "rustup is missing: the no_std targets are installed through it"
-if [ "$FUZZ" = 1 ]; then bash scripts/setup.sh --fuzz; else bash scripts/setup.sh; fi
+setup_args=()
+[ "$FUZZ" = 1 ] && setup_args+=(--fuzz)
+[ "$QEMU" = 1 ] && setup_args+=(--qemu)
+bash scripts/setup.sh "${setup_args[@]}"
 
 # The no_std library crates and the features their embedded builds use.
 NO_STD_CRATES=(
@@ -67,6 +74,20 @@ done
 
 step "cargo doc (warnings are errors)"
 cargo doc --workspace --no-deps --all-features --quiet
+
+if [ "$QEMU" = 1 ]; then
+  step "emulated firmware (examples/, its own workspace): fmt, clippy, host tests, QEMU runs"
+  (
+    cd examples
+    cargo fmt --all -- --check
+    cargo clippy --release -p qemu-hello -p qemu-mps2 -- -D warnings
+    cargo clippy --release -p qemu-hello --no-default-features --features mps2-an505 \
+      --target thumbv8m.main-none-eabihf -- -D warnings
+    cargo test -p qemu-mps2 --features mps2-an386 --target x86_64-unknown-linux-gnu
+    ./run-qemu.sh
+    MACHINE=mps3-an547 ./run-qemu.sh
+  )
+fi
 
 if [ "$FUZZ" = 1 ]; then
   step "fuzz smoke run (bounded; see scripts/fuzz.sh for long runs)"
