@@ -255,7 +255,8 @@ impl Jobs {
 
     /// One execution.
     pub fn execution(&self, thing: &str, job_id: &str) -> Option<&Execution> {
-        self.executions.get(&(thing.to_string(), job_id.to_string()))
+        self.executions
+            .get(&(thing.to_string(), job_id.to_string()))
     }
 
     /// The next pending execution of a thing: IN_PROGRESS ones first (oldest start first), then
@@ -364,7 +365,9 @@ impl Jobs {
             }
         }
         if things.is_empty() {
-            return Err(AdminError::Invalid("a job needs at least one target".into()));
+            return Err(AdminError::Invalid(
+                "a job needs at least one target".into(),
+            ));
         }
         let job = Job {
             job_id: job_id.into(),
@@ -420,9 +423,7 @@ impl Jobs {
         let things = job.targets.clone();
         let ((), notify) = self.tracking(&things, now, render, |s| {
             for e in s.executions.values_mut().filter(|e| e.job_id == job_id) {
-                if e.status == ExecStatus::Queued
-                    || (force && e.status == ExecStatus::InProgress)
-                {
+                if e.status == ExecStatus::Queued || (force && e.status == ExecStatus::InProgress) {
                     e.status = ExecStatus::Canceled;
                     e.last_updated_at = now;
                     e.version_number += 1;
@@ -782,7 +783,9 @@ pub fn parse_status_details(d: &Json) -> Result<BTreeMap<String, String>, String
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b))
         {
-            return Err(format!("statusDetails key '{k}' is not [a-zA-Z0-9:_-]{{1,128}}"));
+            return Err(format!(
+                "statusDetails key '{k}' is not [a-zA-Z0-9:_-]{{1,128}}"
+            ));
         }
         let Json::String(s) = v else {
             return Err(format!("statusDetails value of '{k}' must be a string"));

@@ -192,7 +192,11 @@ impl Cloud {
     }
 
     fn reply_out(base: &str, reply: Reply) -> Vec<Outgoing> {
-        let kind = if reply.accepted { "accepted" } else { "rejected" };
+        let kind = if reply.accepted {
+            "accepted"
+        } else {
+            "rejected"
+        };
         let mut out = vec![Outgoing {
             topic: format!("{base}/{kind}"),
             payload: serde_json::to_vec(&reply.payload).unwrap_or_default(),
@@ -279,7 +283,9 @@ impl Cloud {
             return Err(AdminError::Invalid("an OTA update needs a file".into()));
         }
         if req.files.len() > 256 {
-            return Err(AdminError::Invalid("at most 256 files (file ids 0-255)".into()));
+            return Err(AdminError::Invalid(
+                "at most 256 files (file ids 0-255)".into(),
+            ));
         }
         if req.protocols.is_empty() {
             return Err(AdminError::Invalid("an OTA update needs a protocol".into()));

@@ -58,7 +58,10 @@ impl Presigner {
     /// Checks the target of a GET (`/path?query`) at time `now`; gives the stream and file id.
     pub fn check(&self, target: &str, now: u64) -> Result<(String, u8), UrlError> {
         let (path, query) = target.split_once('?').ok_or(UrlError::Malformed)?;
-        let mut parts = path.strip_prefix("/ota/").ok_or(UrlError::Malformed)?.split('/');
+        let mut parts = path
+            .strip_prefix("/ota/")
+            .ok_or(UrlError::Malformed)?
+            .split('/');
         let (Some(stream), Some(file), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(UrlError::Malformed);
         };

@@ -137,7 +137,10 @@ fn decode_cbor(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
     let m = cbor::decode_map(payload).map_err(|_| {
         (
             None,
-            reject(StreamErrorCode::InvalidCbor, "Request is not a valid CBOR map"),
+            reject(
+                StreamErrorCode::InvalidCbor,
+                "Request is not a valid CBOR map",
+            ),
         )
     })?;
     let token = match m.get("c") {
@@ -209,9 +212,9 @@ fn decode_json(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
     let count = uint("n")?;
     let bitmap = match o.get("b") {
         None => None,
-        Some(Json::String(s)) => Some(
-            parse_hex_bitmap(s).ok_or_else(|| bad("Field 'b' must be a hex string".into()))?,
-        ),
+        Some(Json::String(s)) => {
+            Some(parse_hex_bitmap(s).ok_or_else(|| bad("Field 'b' must be a hex string".into()))?)
+        }
         Some(_) => return Err(bad("Field 'b' must be a hex string".into())),
     };
     Ok(GetStream {
@@ -227,7 +230,10 @@ fn decode_json(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
 /// Parses the JSON form of a bitmap, `"0x130080"`: bytes in order, two hex digits each
 /// (an odd digit count gets a leading zero).
 pub fn parse_hex_bitmap(s: &str) -> Option<Vec<u8>> {
-    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    let h = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
     if h.is_empty() || !h.is_ascii() {
         return None;
     }
@@ -254,7 +260,11 @@ pub fn select_blocks(req: &GetStream, file_len: u64) -> Result<Vec<u64>, StreamE
     if req.count.is_some_and(|n| n > MAX_BLOCK_COUNT) {
         return Err(StreamErrorCode::BlockCountLimitExceeded);
     }
-    if req.bitmap.as_ref().is_some_and(|b| b.len() >= MAX_BITMAP_BYTES) {
+    if req
+        .bitmap
+        .as_ref()
+        .is_some_and(|b| b.len() >= MAX_BITMAP_BYTES)
+    {
         return Err(StreamErrorCode::BlockBitmapLimitExceeded);
     }
     let num_blocks = file_len.div_ceil(l);
@@ -446,7 +456,11 @@ pub fn encode_rejected(
     match enc {
         Encoding::Cbor => {
             let mut w = cbor::Writer::default();
-            w.begin_map().text("o").text(code.as_str()).text("m").text(msg);
+            w.begin_map()
+                .text("o")
+                .text(code.as_str())
+                .text("m")
+                .text(msg);
             if let Some(t) = token {
                 w.text("c").text(t);
             }
