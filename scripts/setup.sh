@@ -39,4 +39,16 @@ if [ "$need_fuzz" = 1 ]; then
     cargo install --locked cargo-fuzz
   fi
 fi
+# The ota-tool integration tests run a real MQTT broker (Debian's mosquitto).
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing mosquitto (the ota-tool integration tests need an MQTT broker)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+  else
+    echo "setup.sh: mosquitto is missing; install it with: sudo apt-get update && sudo apt-get install -y mosquitto" >&2
+    exit 1
+  fi
+fi
+
 say "tools ready: $(rustc --version)"
