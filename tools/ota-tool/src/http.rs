@@ -93,8 +93,11 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Header (name, value) pairs.
+pub type Headers = Vec<(String, String)>;
+
 /// Parses a request head (`GET /x HTTP/1.1\r\nName: v\r\n...`), without the blank line.
-pub fn parse_head(head: &str) -> Option<(String, String, Vec<(String, String)>)> {
+pub fn parse_head(head: &str) -> Option<(String, String, Headers)> {
     let mut lines = head.split("\r\n");
     let mut first = lines.next()?.split(' ');
     let (method, target, version) = (first.next()?, first.next()?, first.next()?);
@@ -225,7 +228,7 @@ pub fn request_blocking(
     target: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> Result<(u16, Headers, Vec<u8>)> {
     let mut s = std::net::TcpStream::connect(addr)
         .with_context(|| format!("connecting to {addr} (is `ota serve` running?)"))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;

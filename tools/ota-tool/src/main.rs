@@ -94,6 +94,7 @@ struct ServeArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum JobCmd {
     /// Create an OTA job (like `aws iot create-ota-update`): a stream and HTTP URL per file,
     /// and a job AFR_OTA-<id> for the targets.
