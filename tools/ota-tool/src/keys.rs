@@ -139,4 +139,23 @@ mod tests {
         assert_eq!(decoded, der.as_slice());
         std::fs::remove_dir_all(&d).unwrap();
     }
+
+    #[test]
+    fn sec1_keys_are_read_too() {
+        use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+        let d = tmp("sec1");
+        std::fs::create_dir_all(&d).unwrap();
+        let secret = SecretKey::random(&mut OsRng);
+        let pem = secret.to_sec1_pem(LineEnding::LF).unwrap();
+        let path = d.join("k.pem");
+        std::fs::write(&path, pem.as_bytes()).unwrap();
+        let key = read_signing_key(&path).unwrap();
+        assert_eq!(
+            key.verifying_key().to_encoded_point(false),
+            secret.public_key().to_encoded_point(false)
+        );
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(read_signing_key(&path).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

@@ -91,6 +91,9 @@ struct ServeArgs {
     /// Directory where server.json (addresses, admin token) is written.
     #[arg(long, default_value = ".ota")]
     state: PathBuf,
+    /// Do not print a line per device request.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -329,6 +332,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
         url_ttl_secs: a.url_expiry,
         state_dir: Some(a.state.clone()),
         clock: system_clock(),
+        log: !a.quiet,
     };
     let server = Server::start(cfg).await?;
     let info = server.info();

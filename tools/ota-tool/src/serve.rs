@@ -67,6 +67,8 @@ pub struct ServeConfig {
     pub state_dir: Option<PathBuf>,
     /// The clock.
     pub clock: Clock,
+    /// Print one line per device request on stderr.
+    pub log: bool,
 }
 
 impl ServeConfig {
@@ -84,6 +86,7 @@ impl ServeConfig {
             url_ttl_secs: 3600,
             state_dir: None,
             clock: system_clock(),
+            log: false,
         }
     }
 }
@@ -150,6 +153,34 @@ fn lock(cloud: &Mutex<Cloud>) -> std::sync::MutexGuard<'_, Cloud> {
     cloud
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One stderr line per device request the service answered: what was asked and what went back
+/// (for streams, the block range rather than every block).
+pub fn log_request(topic: &str, out: &[Outgoing]) {
+    let Some(first) = out.first() else { return };
+    let short = topic.strip_prefix("$aws/things/").unwrap_or(topic);
+    let answer = first.topic.rsplit('/').next().unwrap_or_default();
+    if first.topic.contains("/data/") {
+        let n = out.len();
+        eprintln!("{short} -> {n} block message(s)");
+        return;
+    }
+    let detail = serde_json::from_slice::<serde_json::Value>(&first.payload)
+        .ok()
+        .map(|v| {
+            if let Some(code) = v["code"].as_str().or(v["o"].as_str()) {
+                code.to_string()
+            } else if let Some(st) = v["executionState"]["status"].as_str() {
+                st.to_string()
+            } else if let Some(id) = v["execution"]["jobId"].as_str() {
+                id.to_string()
+            } else {
+                "no pending job".to_string()
+            }
+        })
+        .unwrap_or_default();
+    eprintln!("{short} -> {answer} {detail}");
 }
 
 /// Answers a download request: 403 for a bad or expired URL, 206 for a range, 200 otherwise.
@@ -253,8 +284,13 @@ impl Server {
                 let addr = l.local_addr()?;
                 let c = cloud.clone();
                 let clk = clock.clone();
+                let log = cfg.log;
                 let hook: Hook = Arc::new(move |topic: &str, payload: &[u8]| {
-                    lock(&c).handle_publish(topic, payload, clk())
+                    let out = lock(&c).handle_publish(topic, payload, clk());
+                    if log {
+                        log_request(topic, &out);
+                    }
+                    out
                 });
                 let broker = Broker::new(Some(hook), *aws_reply_delivery);
                 let b = broker.clone();
@@ -270,7 +306,8 @@ impl Server {
                 (addr.to_string(), Some(broker))
             }
             MqttMode::External { host, port } => {
-                let task = external(host, *port, cloud.clone(), clock.clone(), out_rx).await?;
+                let task =
+                    external(host, *port, cloud.clone(), clock.clone(), out_rx, cfg.log).await?;
                 tasks.extend(task);
                 (format!("{host}:{port}"), None)
             }
@@ -360,6 +397,7 @@ async fn external(
     cloud: Arc<Mutex<Cloud>>,
     clock: Clock,
     mut out_rx: mpsc::UnboundedReceiver<Outgoing>,
+    log: bool,
 ) -> Result<Vec<JoinHandle<()>>> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut id = [0u8; 6];
@@ -392,6 +430,9 @@ async fn external(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let out = lock(&cloud).handle_publish(&p.topic, &p.payload, clock());
+                    if log {
+                        log_request(&p.topic, &out);
+                    }
                     for o in out {
                         let _ = fwd_tx.send(o);
                     }

@@ -270,3 +270,82 @@ async fn job_commands_drive_a_running_server() {
     drop(server);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_binary_serves_a_device_and_logs_requests() {
+    let d = tmpdir("serve");
+    let state = d.join("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ota"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--state", s(&state)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fut = async {
+        // Bounded wait for server.json.
+        let info_path = state.join("server.json");
+        let mut info = None;
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(&info_path) {
+                if let Ok(v) = serde_json::from_str::<Json>(&text) {
+                    info = Some(v);
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let info = info.expect("ota serve wrote server.json");
+        assert_eq!(info["embedded_broker"], true);
+        let mqtt = info["mqtt"].as_str().unwrap().to_string();
+        let mut dev = Device::connect(&mqtt, "thing9").await;
+        dev.subscribe("$aws/things/thing9/jobs/notify-next", QoS::AtLeastOnce)
+            .await;
+        let dd = d.clone();
+        let st = state.clone();
+        let job = blocking(move || {
+            std::fs::write(dd.join("fw.bin"), vec![3u8; 5000]).unwrap();
+            ok(&[
+                "job",
+                "create",
+                "--state",
+                s(&st),
+                "--thing",
+                "thing9",
+                "--unsigned",
+                "--file",
+                s(&dd.join("fw.bin")),
+            ])
+        })
+        .await;
+        let job = job.trim().to_string();
+        assert!(job.starts_with("AFR_OTA-"));
+        let n = dev.expect_json("$aws/things/thing9/jobs/notify-next").await;
+        assert_eq!(n["execution"]["jobId"], job.as_str());
+        assert_eq!(
+            n["execution"]["jobDocument"]["afr_ota"]["files"][0]["sig-sha256-ecdsa"],
+            Json::Null
+        );
+        dev.publish("$aws/things/thing9/jobs/$next/get", QoS::AtLeastOnce, "{}")
+            .await;
+        let v = dev
+            .expect_json("$aws/things/thing9/jobs/$next/get/accepted")
+            .await;
+        assert_eq!(v["execution"]["jobId"], job.as_str());
+        job
+    };
+    let job = tokio::time::timeout(Duration::from_secs(120), fut).await;
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let job = job.expect("bounded");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("MQTT broker") && stdout.contains("AWS reply delivery on"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("thing9/jobs/$next/get -> accepted {job}")),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
