@@ -1,4 +1,6 @@
 //! `ota`: keys and signatures, a local AWS IoT Jobs + MQTT Streams stand-in, and job management.
+// The doc comments below are the `--help` text, where `<jobId>` reads as a placeholder.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! AWS IoT Jobs, the part a device sees over MQTT ([AWSAPI] JobExecutionState,
+//! AWS IoT Jobs, the part a device sees over MQTT (the AWS API reference: JobExecutionState,
 //! UpdateJobExecution, GetPendingJobExecutions' `$next`, and the `notify-next` topic).
 //!
 //! Jobs have executions, one per targeted thing. An execution starts QUEUED; the device moves
@@ -769,7 +769,7 @@ fn parse_request(payload: &[u8], now: u64) -> Result<Map<String, Json>, Reply> {
     Ok(m)
 }
 
-/// Checks a `statusDetails` value against [AWSAPI]: string to string, keys 1–128 characters of
+/// Checks a `statusDetails` value against the AWS API reference: string to string, keys 1–128 characters of
 /// `[a-zA-Z0-9:_-]`, values 1–1024 characters without control characters.
 pub fn parse_status_details(d: &Json) -> Result<BTreeMap<String, String>, String> {
     let Json::Object(o) = d else {
