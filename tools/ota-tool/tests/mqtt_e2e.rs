@@ -554,3 +554,169 @@ async fn http_data_path_with_ranges_and_url_expiry() {
     })
     .await;
 }
+
+/// OTAE2E2UpdatesCancel1st: two updates queued, the first force-cancelled during its download;
+/// the device hears notify-next with the second, its late update of the first is rejected, and
+/// the second downloads. Then OTAE2EDisconnectCancelUpdate: a job cancelled while the device is
+/// away is gone from `$next/get` when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_the_first_of_two_updates_during_download() {
+    let server = Server::start(ServeConfig::loopback()).await.unwrap();
+    within(async {
+        let key = SigningKey::random(&mut rand_core::OsRng);
+        let first = image(5 * 4096);
+        let second = image(2 * 4096 + 7);
+        let a = create_job(&server, "first", vec![Protocol::Mqtt], &first, &key).await;
+        let b = create_job(&server, "second", vec![Protocol::Mqtt], &second, &key).await;
+        let mut dev = Device::connect(&server.mqtt_addr, THING).await;
+        dev.subscribe(&topic("jobs/notify-next"), QoS::AtLeastOnce)
+            .await;
+        dev.publish(
+            &topic("jobs/$next/get"),
+            QoS::AtLeastOnce,
+            get_next_payload(0),
+        )
+        .await;
+        let job = job_of(&dev.expect(&topic("jobs/$next/get/accepted")).await);
+        assert_eq!(job.id, a);
+        // One block of the first, then the operator cancels it.
+        let stream = job.stream.clone().unwrap();
+        let data_topic = topic(&format!("streams/{stream}/data/cbor"));
+        dev.subscribe(&data_topic, QoS::AtMostOnce).await;
+        let req = StreamRequest {
+            client_token: "rdy",
+            file_id: 0,
+            block_size: BLOCK,
+            block_offset: 0,
+            bitmap: &[0x1f],
+            number_of_blocks: 1,
+        };
+        let mut buf = [0u8; 64];
+        let n = req.encode(&mut buf).unwrap();
+        dev.publish(
+            &topic(&format!("streams/{stream}/get/cbor")),
+            QoS::AtMostOnce,
+            &buf[..n],
+        )
+        .await;
+        dev.expect(&data_topic).await;
+        dev.publish(
+            &topic(&format!("jobs/{a}/update")),
+            QoS::AtMostOnce,
+            status(StatusUpdate::Progress {
+                received: 1,
+                total: 5,
+            }),
+        )
+        .await;
+        dev.expect(&topic(&format!("jobs/{a}/update/accepted")))
+            .await;
+        let c = call(
+            &server,
+            "POST",
+            &format!("/jobs/{a}/cancel"),
+            Some(json!({"force": true})),
+        )
+        .await;
+        assert_eq!(c["status"], "CANCELED");
+        let n = dev.expect_json(&topic("jobs/notify-next")).await;
+        assert_eq!(n["execution"]["jobId"], b);
+        dev.publish(
+            &topic(&format!("jobs/{a}/update")),
+            QoS::AtLeastOnce,
+            r#"{"status":"FAILED","statusDetails":{"reason":"aborted: 0x00000000"}}"#,
+        )
+        .await;
+        let rej = dev
+            .expect_json(&topic(&format!("jobs/{a}/update/rejected")))
+            .await;
+        assert_eq!(rej["code"], "TerminalStateReached");
+        assert_eq!(rej["executionState"]["status"], "CANCELED");
+        // The second downloads byte-exact.
+        let job2 = job_of(&serde_json::to_vec(&n).unwrap());
+        let got = download_over_mqtt(&mut dev, &job2).await;
+        assert_eq!(got, second);
+        dev.publish(
+            &topic(&format!("jobs/{b}/update")),
+            QoS::AtLeastOnce,
+            r#"{"status":"SUCCEEDED"}"#,
+        )
+        .await;
+        dev.expect(&topic(&format!("jobs/{b}/update/accepted")))
+            .await;
+        dev.expect_json(&topic("jobs/notify-next")).await;
+
+        // Disconnect, a third job is created and cancelled meanwhile, reconnect: nothing pending.
+        drop(dev);
+        let c3 = create_job(&server, "third", vec![Protocol::Mqtt], &second, &key).await;
+        call(
+            &server,
+            "POST",
+            &format!("/jobs/{c3}/cancel"),
+            Some(json!({})),
+        )
+        .await;
+        let mut dev = Device::connect(&server.mqtt_addr, THING).await;
+        dev.publish(
+            &topic("jobs/$next/get"),
+            QoS::AtLeastOnce,
+            get_next_payload(1),
+        )
+        .await;
+        let v = dev.expect_json(&topic("jobs/$next/get/accepted")).await;
+        assert!(v.get("execution").is_none(), "{v}");
+    })
+    .await;
+}
+
+/// Requests beyond the reference's: a bitmap window at a non-zero offset and a large `n` get
+/// every wanted block (capped at 128 KiB per request), over the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_requests_with_many_blocks_per_request() {
+    let server = Server::start(ServeConfig::loopback()).await.unwrap();
+    within(async {
+        let key = SigningKey::random(&mut rand_core::OsRng);
+        let file = image(75 * 1024 + 300); // 76 blocks of 1 KiB
+        create_job(&server, "big", vec![Protocol::Mqtt], &file, &key).await;
+        let mut dev = Device::connect(&server.mqtt_addr, THING).await;
+        dev.publish(
+            &topic("jobs/$next/get"),
+            QoS::AtLeastOnce,
+            get_next_payload(0),
+        )
+        .await;
+        let job = job_of(&dev.expect(&topic("jobs/$next/get/accepted")).await);
+        let stream = job.stream.clone().unwrap();
+        let data_topic = topic(&format!("streams/{stream}/data/cbor"));
+        dev.subscribe(&data_topic, QoS::AtMostOnce).await;
+        let mut image_out = vec![0u8; file.len()];
+        // Window at block 64: blocks 64..76 (12 wanted bits), then blocks 0..64 in one request.
+        for (offset, bitmap) in [(64u32, vec![0xff, 0x0f]), (0, vec![0xff; 8])] {
+            let req = StreamRequest {
+                client_token: "win",
+                file_id: 0,
+                block_size: 1024,
+                block_offset: offset,
+                bitmap: &bitmap,
+                number_of_blocks: 200,
+            };
+            let mut buf = [0u8; 64];
+            let n = req.encode(&mut buf).unwrap();
+            dev.publish(
+                &topic(&format!("streams/{stream}/get/cbor")),
+                QoS::AtMostOnce,
+                &buf[..n],
+            )
+            .await;
+            let count: u32 = bitmap.iter().map(|b| b.count_ones()).sum();
+            for _ in 0..count {
+                let m = dev.expect(&data_topic).await;
+                let b = DataBlock::decode(&m).unwrap();
+                let start = b.block_index as usize * 1024;
+                image_out[start..start + b.payload.len()].copy_from_slice(b.payload);
+            }
+        }
+        assert_eq!(image_out, file);
+    })
+    .await;
+}
