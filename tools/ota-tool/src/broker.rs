@@ -233,8 +233,8 @@ impl Broker {
         }
     }
 
-    fn deliver(&self, from: &str, topic: &str, payload: &[u8]) {
-        self.publish(topic, payload, 1, None);
+    fn deliver(&self, from: &str, topic: &str, payload: &[u8], qos: u8) {
+        self.publish(topic, payload, qos, None);
         if let Some(hook) = &self.hook {
             for out in hook(topic, payload) {
                 let direct = (out.reply_to_requester && self.aws_reply_delivery).then_some(from);
@@ -325,8 +325,7 @@ impl Broker {
         drop(tx);
         let _ = writer.await;
         if let (Err(_), Some(w)) = (&result, will) {
-            self.deliver(&client_id, &w.topic, &w.payload);
-            let _ = w.qos;
+            self.deliver(&client_id, &w.topic, &w.payload, w.qos);
         }
         result
     }
@@ -366,7 +365,7 @@ impl Broker {
                         b.extend_from_slice(&pid.to_be_bytes());
                         let _ = tx.send(Frame::Bytes(b));
                     }
-                    self.deliver(client_id, &topic, &payload);
+                    self.deliver(client_id, &topic, &payload, qos);
                 }
                 4 => {} // PUBACK for a message we sent: nothing to retransmit.
                 8 => {

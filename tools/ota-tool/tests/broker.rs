@@ -154,6 +154,16 @@ async fn subscribe_publish_qos0_and_qos1_with_wildcards() {
     assert_eq!(&body[4 + t.len()..], b"{}");
     // Acknowledge it.
     sub.send(&[0x40, 2, pid[0], pid[1]]).await;
+    // QoS 0 publish on a QoS 1 subscription arrives at QoS 0 (the lower of the two).
+    publ.send(&publish("$aws/things/t1/jobs/x", b"0", 0, 0))
+        .await;
+    assert_eq!(
+        sub.read().await,
+        (
+            0x30,
+            [string("$aws/things/t1/jobs/x"), b"0".to_vec()].concat()
+        )
+    );
     // QoS 1 publish on a QoS 0 subscription arrives at QoS 0.
     publ.send(&publish("a/b", b"x", 1, 43)).await;
     assert_eq!(publ.read().await, (0x40, vec![0, 43]));

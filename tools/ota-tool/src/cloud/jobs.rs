@@ -510,6 +510,110 @@ impl Jobs {
         }
     }
 
+    /// Answers `$aws/things/<thing>/jobs/get` (GetPendingJobExecutions): summaries of the
+    /// IN_PROGRESS and QUEUED executions, in the order `$next` would pick them.
+    pub fn get_pending(&self, thing: &str, payload: &[u8], now: u64) -> Reply {
+        let req = match parse_request(payload, now) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let mut pending: Vec<&Execution> = self
+            .executions
+            .values()
+            .filter(|e| e.thing == thing && !e.status.is_terminal())
+            .collect();
+        pending.sort_by_key(|e| (e.started_at.unwrap_or(0), e.seq));
+        let summary = |e: &&Execution| {
+            let mut m = Map::new();
+            m.insert("jobId".into(), json!(e.job_id));
+            m.insert("queuedAt".into(), json!(e.queued_at));
+            if let Some(t) = e.started_at {
+                m.insert("startedAt".into(), json!(t));
+            }
+            m.insert("lastUpdatedAt".into(), json!(e.last_updated_at));
+            m.insert("versionNumber".into(), json!(e.version_number));
+            m.insert("executionNumber".into(), json!(e.execution_number));
+            Json::Object(m)
+        };
+        let in_progress: Vec<Json> = pending
+            .iter()
+            .filter(|e| e.status == ExecStatus::InProgress)
+            .map(summary)
+            .collect();
+        let queued: Vec<Json> = pending
+            .iter()
+            .filter(|e| e.status == ExecStatus::Queued)
+            .map(summary)
+            .collect();
+        let mut m = Map::new();
+        m.insert("inProgressJobs".into(), Json::Array(in_progress));
+        m.insert("queuedJobs".into(), Json::Array(queued));
+        m.insert("timestamp".into(), json!(now));
+        if let Some(t) = req.get("clientToken") {
+            m.insert("clientToken".into(), t.clone());
+        }
+        Reply {
+            accepted: true,
+            payload: Json::Object(m),
+            notify: Vec::new(),
+        }
+    }
+
+    /// Answers `$aws/things/<thing>/jobs/start-next` (StartNextPendingJobExecution): the next
+    /// pending execution moves to IN_PROGRESS (with the request's `statusDetails` and
+    /// `stepTimeoutInMinutes`) and is returned with its document; `{"timestamp"}` when none.
+    pub fn start_next(
+        &mut self,
+        thing: &str,
+        payload: &[u8],
+        now: u64,
+        render: DocRenderer<'_>,
+    ) -> Reply {
+        let req = match parse_request(payload, now) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let token = req.get("clientToken").cloned();
+        let Some(next) = self.next_pending(thing).map(|e| e.job_id.clone()) else {
+            let mut m = Map::new();
+            m.insert("timestamp".into(), json!(now));
+            if let Some(t) = token {
+                m.insert("clientToken".into(), t);
+            }
+            return Reply {
+                accepted: true,
+                payload: Json::Object(m),
+                notify: Vec::new(),
+            };
+        };
+        let mut body = Map::new();
+        body.insert("status".into(), json!("IN_PROGRESS"));
+        for k in ["statusDetails", "stepTimeoutInMinutes", "clientToken"] {
+            if let Some(v) = req.get(k) {
+                body.insert(k.into(), v.clone());
+            }
+        }
+        let bytes = serde_json::to_vec(&Json::Object(body)).unwrap_or_default();
+        let r = self.update(thing, &next, &bytes, now, render);
+        if !r.accepted {
+            return r;
+        }
+        let doc = self.jobs.get(&next).map(|j| render(j, now));
+        let mut m = Map::new();
+        if let Some(e) = self.execution(thing, &next) {
+            m.insert("execution".into(), self.execution_json(e, doc));
+        }
+        m.insert("timestamp".into(), json!(now));
+        if let Some(t) = token {
+            m.insert("clientToken".into(), t);
+        }
+        Reply {
+            accepted: true,
+            payload: Json::Object(m),
+            notify: r.notify,
+        }
+    }
+
     /// Answers `$aws/things/<thing>/jobs/<jobId>/get` (DescribeJobExecution).
     pub fn describe(
         &self,

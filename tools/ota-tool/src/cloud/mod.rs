@@ -39,7 +39,9 @@ pub struct Outgoing {
 }
 
 /// Topic filters the service needs on an external broker.
-pub const REQUEST_FILTERS: [&str; 4] = [
+pub const REQUEST_FILTERS: [&str; 6] = [
+    "$aws/things/+/jobs/get",
+    "$aws/things/+/jobs/start-next",
     "$aws/things/+/jobs/+/get",
     "$aws/things/+/jobs/+/update",
     "$aws/things/+/streams/+/get/cbor",
@@ -218,6 +220,14 @@ impl Cloud {
         let s = &self.ota_streams;
         let r = |j: &Job, now: u64| render(p, s.get(&j.job_id), j, now);
         match parts.as_slice() {
+            [thing, "jobs", "get"] => {
+                let reply = self.jobs.get_pending(thing, payload, now);
+                Self::reply_out(topic, reply)
+            }
+            [thing, "jobs", "start-next"] => {
+                let reply = self.jobs.start_next(thing, payload, now, &r);
+                Self::reply_out(topic, reply)
+            }
             [thing, "jobs", "$next", "get"] => {
                 let reply = self.jobs.get_next(thing, payload, now, &r);
                 Self::reply_out(topic, reply)

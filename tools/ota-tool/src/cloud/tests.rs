@@ -430,6 +430,65 @@ fn step_timeout_moves_in_progress_to_timed_out() {
 }
 
 #[test]
+fn get_pending_lists_in_progress_and_queued_summaries() {
+    let mut j = jobs_with(&["job-a", "job-b", "job-c"], &["t1"]);
+    update(
+        &mut j,
+        "t1",
+        "job-b",
+        json!({"status": "IN_PROGRESS"}),
+        T0 + 5,
+    );
+    update(&mut j, "t1", "job-c", json!({"status": "REJECTED"}), T0 + 6);
+    let r = j.get_pending("t1", br#"{"clientToken":"p"}"#, T0 + 7);
+    assert!(r.accepted);
+    assert_eq!(
+        r.payload,
+        json!({
+            "inProgressJobs": [{"jobId": "job-b", "queuedAt": T0 + 1, "startedAt": T0 + 5,
+                "lastUpdatedAt": T0 + 5, "versionNumber": 2, "executionNumber": 1}],
+            "queuedJobs": [{"jobId": "job-a", "queuedAt": T0, "lastUpdatedAt": T0,
+                "versionNumber": 1, "executionNumber": 1}],
+            "timestamp": T0 + 7,
+            "clientToken": "p",
+        })
+    );
+}
+
+#[test]
+fn start_next_moves_the_next_execution_to_in_progress() {
+    let mut j = jobs_with(&["job-a"], &["t1"]);
+    let plain = |job: &super::jobs::Job, _| job.document.clone();
+    let r = j.start_next(
+        "t1",
+        br#"{"statusDetails":{"step":"download"},"clientToken":"s"}"#,
+        T0 + 3,
+        &plain,
+    );
+    assert!(r.accepted);
+    let e = &r.payload["execution"];
+    assert_eq!(e["jobId"], "job-a");
+    assert_eq!(e["status"], "IN_PROGRESS");
+    assert_eq!(e["startedAt"], T0 + 3);
+    assert_eq!(e["statusDetails"], json!({"step": "download"}));
+    assert_eq!(e["jobDocument"], json!({"op": "job-a"}));
+    assert_eq!(r.payload["clientToken"], "s");
+    assert!(r.notify.is_empty(), "the next execution did not change");
+    // Again: the same IN_PROGRESS execution.
+    let r = j.start_next("t1", b"{}", T0 + 4, &plain);
+    assert_eq!(r.payload["execution"]["versionNumber"], 3);
+    update(
+        &mut j,
+        "t1",
+        "job-a",
+        json!({"status": "SUCCEEDED"}),
+        T0 + 5,
+    );
+    let r = j.start_next("t1", br#"{"clientToken":"s"}"#, T0 + 6, &plain);
+    assert_eq!(r.payload, json!({"timestamp": T0 + 6, "clientToken": "s"}));
+}
+
+#[test]
 fn status_names_round_trip() {
     for s in ExecStatus::ALL {
         assert_eq!(ExecStatus::parse(s.as_str()), Some(s));
