@@ -207,6 +207,12 @@ impl Writer {
         self
     }
 
+    /// Starts an indefinite-length array (`0x9f`).
+    pub fn begin_array(&mut self) -> &mut Self {
+        self.buf.push(0x9f);
+        self
+    }
+
     /// Ends an indefinite-length item (`0xff`).
     pub fn end(&mut self) -> &mut Self {
         self.buf.push(BREAK);

@@ -39,13 +39,15 @@ pub struct Outgoing {
 }
 
 /// Topic filters the service needs on an external broker.
-pub const REQUEST_FILTERS: [&str; 6] = [
+pub const REQUEST_FILTERS: [&str; 8] = [
     "$aws/things/+/jobs/get",
     "$aws/things/+/jobs/start-next",
     "$aws/things/+/jobs/+/get",
     "$aws/things/+/jobs/+/update",
     "$aws/things/+/streams/+/get/cbor",
     "$aws/things/+/streams/+/get/json",
+    "$aws/things/+/streams/+/describe/cbor",
+    "$aws/things/+/streams/+/describe/json",
 ];
 
 /// A data protocol of an OTA job (`afr_ota.protocols`).
@@ -264,6 +266,24 @@ impl Cloud {
                         reply_to_requester: false,
                     }],
                 }
+            }
+            [thing, "streams", stream, "describe", enc @ ("cbor" | "json")] => {
+                let e = if *enc == "cbor" {
+                    Encoding::Cbor
+                } else {
+                    Encoding::Json
+                };
+                let base = format!("$aws/things/{thing}/streams/{stream}");
+                let (kind, payload) = match self.streams.handle_describe(stream, e, payload) {
+                    Ok(p) => ("description", p),
+                    Err(p) => ("rejected", p),
+                };
+                vec![Outgoing {
+                    topic: format!("{base}/{kind}/{enc}"),
+                    payload,
+                    qos: 0,
+                    reply_to_requester: false,
+                }]
             }
             _ => Vec::new(),
         }

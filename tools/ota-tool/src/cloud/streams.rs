@@ -26,6 +26,8 @@ pub const MAX_BLOCK_COUNT: u64 = 98_304;
 pub const MAX_BITMAP_BYTES: usize = 12_288;
 /// Longest client token.
 pub const MAX_CLIENT_TOKEN: usize = 64;
+/// The version of every stream here (streams are never updated, so always 1).
+pub const STREAM_VERSION: u64 = 1;
 
 /// A file of a stream.
 #[derive(Clone, Debug)]
@@ -74,6 +76,8 @@ pub enum StreamErrorCode {
     BlockBitmapLimitExceeded,
     /// No such stream or file.
     ResourceNotFound,
+    /// `s` is not the stream's version.
+    VersionMismatch,
 }
 
 impl StreamErrorCode {
@@ -88,6 +92,7 @@ impl StreamErrorCode {
             Self::BlockCountLimitExceeded => "BlockCountLimitExceeded",
             Self::BlockBitmapLimitExceeded => "BlockBitmapLimitExceeded",
             Self::ResourceNotFound => "ResourceNotFound",
+            Self::VersionMismatch => "VersionMismatch",
         }
     }
 }
@@ -97,6 +102,8 @@ impl StreamErrorCode {
 pub struct GetStream {
     /// `c`.
     pub client_token: Option<String>,
+    /// `s`: the stream version the client expects.
+    pub version: Option<u64>,
     /// `f`.
     pub file_id: u64,
     /// `l`.
@@ -163,6 +170,7 @@ fn decode_cbor(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
     if matches!(m.get("c"), Some(v) if !matches!(v, Value::Text(_))) {
         return Err(bad("Field 'c' must be a text string"));
     }
+    let version = uint("s")?;
     let file_id = uint("f")?.ok_or_else(|| bad("Missing required field 'f'"))?;
     let block_size = uint("l")?.ok_or_else(|| bad("Missing required field 'l'"))?;
     let offset = uint("o")?.unwrap_or(0);
@@ -174,6 +182,7 @@ fn decode_cbor(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
     };
     Ok(GetStream {
         client_token: token,
+        version,
         file_id,
         block_size,
         offset,
@@ -206,6 +215,7 @@ fn decode_json(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
                 .ok_or_else(|| bad(format!("Field '{k}' must be an unsigned integer"))),
         }
     };
+    let version = uint("s")?;
     let file_id = uint("f")?.ok_or_else(|| bad("Missing required field 'f'".into()))?;
     let block_size = uint("l")?.ok_or_else(|| bad("Missing required field 'l'".into()))?;
     let offset = uint("o")?.unwrap_or(0);
@@ -219,6 +229,7 @@ fn decode_json(payload: &[u8]) -> Result<GetStream, (Option<String>, Reject)> {
     };
     Ok(GetStream {
         client_token: token,
+        version,
         file_id,
         block_size,
         offset,
@@ -359,6 +370,12 @@ impl Streams {
                 format!("Stream {stream} does not exist"),
             );
         };
+        if let Some(v) = req.version.filter(|v| *v != STREAM_VERSION) {
+            return fail(
+                StreamErrorCode::VersionMismatch,
+                format!("Stream version {v} does not match version {STREAM_VERSION}"),
+            );
+        }
         let file = u8::try_from(req.file_id)
             .ok()
             .and_then(|id| files.iter().find(|f| f.file_id == id));
@@ -398,6 +415,98 @@ impl Streams {
             })
             .collect();
         StreamReply::Data(data)
+    }
+}
+
+impl Streams {
+    /// Answers `streams/<stream>/describe/<enc>` (DescribeStream): `Ok` is the payload for
+    /// `description/<enc>` (`c`, `s` version, `d` description, `r` = `[{f, z}]` file ids and
+    /// sizes), `Err` the payload for `rejected/<enc>`.
+    pub fn handle_describe(
+        &self,
+        stream: &str,
+        enc: Encoding,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, Vec<u8>> {
+        let token = if payload.is_empty() {
+            None
+        } else {
+            let t = match enc {
+                Encoding::Cbor => cbor::decode_map(payload)
+                    .map(|m| match m.get("c") {
+                        Some(Value::Text(t)) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .map_err(|_| {
+                        (
+                            StreamErrorCode::InvalidCbor,
+                            "Request is not a valid CBOR map",
+                        )
+                    }),
+                Encoding::Json => serde_json::from_slice::<Json>(payload)
+                    .ok()
+                    .filter(Json::is_object)
+                    .map(|v| v["c"].as_str().map(str::to_string))
+                    .ok_or((StreamErrorCode::InvalidJson, "Request is not a JSON object")),
+            };
+            match t {
+                Ok(t) => t,
+                Err((code, msg)) => return Err(encode_rejected(enc, code, msg, None)),
+            }
+        };
+        let token = token.as_deref();
+        let Some(files) = self.streams.get(stream) else {
+            return Err(encode_rejected(
+                enc,
+                StreamErrorCode::ResourceNotFound,
+                &format!("Stream {stream} does not exist"),
+                token,
+            ));
+        };
+        let description = "OTA update stream (ota-tool)";
+        Ok(match enc {
+            Encoding::Cbor => {
+                let mut w = cbor::Writer::default();
+                w.begin_map();
+                if let Some(t) = token {
+                    w.text("c").text(t);
+                }
+                w.text("s")
+                    .uint(STREAM_VERSION)
+                    .text("d")
+                    .text(description)
+                    .text("r")
+                    .begin_array();
+                for f in files {
+                    w.begin_map()
+                        .text("f")
+                        .uint(u64::from(f.file_id))
+                        .text("z")
+                        .uint(f.data.len() as u64)
+                        .end();
+                }
+                w.end().end();
+                w.buf
+            }
+            Encoding::Json => {
+                let mut m = Map::new();
+                if let Some(t) = token {
+                    m.insert("c".into(), json!(t));
+                }
+                m.insert("s".into(), json!(STREAM_VERSION));
+                m.insert("d".into(), json!(description));
+                m.insert(
+                    "r".into(),
+                    Json::Array(
+                        files
+                            .iter()
+                            .map(|f| json!({"f": f.file_id, "z": f.data.len()}))
+                            .collect(),
+                    ),
+                );
+                serde_json::to_vec(&Json::Object(m)).unwrap_or_default()
+            }
+        })
     }
 }
 

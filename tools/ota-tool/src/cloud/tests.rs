@@ -662,6 +662,7 @@ fn req_no_bitmap(l: u64, o: u64, n: Option<u64>) -> Vec<u8> {
 fn at_most_128_kib_per_request() {
     let g = |l, n, bitmap: Option<Vec<u8>>| GetStream {
         client_token: None,
+        version: None,
         file_id: 0,
         block_size: l,
         offset: 0,
@@ -794,6 +795,91 @@ fn json_requests_get_base64_blocks_and_hex_bitmaps() {
         (r["o"].as_str(), r["code"].as_str()),
         (Some("InvalidJson"), Some("InvalidJson"))
     );
+}
+
+#[test]
+fn stream_version_and_describe_stream() {
+    let (mut s, _) = streams_with(10240);
+    s.insert(
+        "AFR_OTA-TWO".into(),
+        vec![
+            StreamFile {
+                file_id: 0,
+                data: Arc::new(vec![1; 10]),
+            },
+            StreamFile {
+                file_id: 7,
+                data: Arc::new(vec![2; 300]),
+            },
+        ],
+    );
+    let mut w = super::cbor::Writer::default();
+    w.begin_map()
+        .text("s")
+        .uint(2)
+        .text("f")
+        .uint(0)
+        .text("l")
+        .uint(4096)
+        .end();
+    let (code, _) = rejected_code(s.handle_get("AFR_OTA-XYZ", Encoding::Cbor, &w.buf));
+    assert_eq!(code, "VersionMismatch");
+    let mut w = super::cbor::Writer::default();
+    w.begin_map()
+        .text("s")
+        .uint(1)
+        .text("f")
+        .uint(0)
+        .text("l")
+        .uint(4096)
+        .end();
+    assert_eq!(
+        data(s.handle_get("AFR_OTA-XYZ", Encoding::Cbor, &w.buf)).len(),
+        3
+    );
+    // DescribeStream, CBOR.
+    let d = s
+        .handle_describe(
+            "AFR_OTA-TWO",
+            Encoding::Cbor,
+            &[0xa1, 0x61, b'c', 0x61, b'd'],
+        )
+        .unwrap();
+    let m = cbor_map(&d);
+    assert_eq!(get(&m, "c"), Cbor::Text("d".into()));
+    assert_eq!(get(&m, "s"), Cbor::from(1));
+    let r = get(&m, "r").into_array().unwrap();
+    let files: Vec<_> = r
+        .into_iter()
+        .map(|x| {
+            let m: Vec<_> = x.into_map().unwrap();
+            (m[0].1.clone(), m[1].1.clone())
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (Cbor::from(0), Cbor::from(10)),
+            (Cbor::from(7), Cbor::from(300))
+        ]
+    );
+    // JSON, and errors.
+    let d = s
+        .handle_describe("AFR_OTA-TWO", Encoding::Json, b"")
+        .unwrap();
+    let v: Json = serde_json::from_slice(&d).unwrap();
+    assert_eq!(v["r"], json!([{"f": 0, "z": 10}, {"f": 7, "z": 300}]));
+    let e = s
+        .handle_describe("AFR_OTA-NO", Encoding::Cbor, b"")
+        .unwrap_err();
+    assert_eq!(
+        get(&cbor_map(&e), "o"),
+        Cbor::Text("ResourceNotFound".into())
+    );
+    let e = s
+        .handle_describe("AFR_OTA-TWO", Encoding::Cbor, b"zz")
+        .unwrap_err();
+    assert_eq!(get(&cbor_map(&e), "code"), Cbor::Text("InvalidCbor".into()));
 }
 
 // ---------------------------------------------------------------- OTA jobs through the topics
