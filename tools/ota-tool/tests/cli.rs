@@ -349,3 +349,104 @@ async fn serve_binary_serves_a_device_and_logs_requests() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_binary_on_an_external_mosquitto() {
+    let mosq = common::Mosquitto::start().await;
+    let d = tmpdir("serve-ext");
+    let state = d.join("state");
+    let broker = format!("127.0.0.1:{}", mosq.port);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ota"))
+        .args([
+            "serve",
+            "--broker",
+            &broker,
+            "--quiet",
+            "--state",
+            s(&state),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fut = async {
+        let info_path = state.join("server.json");
+        let mut info = None;
+        for _ in 0..300 {
+            if let Ok(v) = std::fs::read_to_string(&info_path)
+                .map_err(|_| ())
+                .and_then(|t| serde_json::from_str::<Json>(&t).map_err(|_| ()))
+            {
+                info = Some(v);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let info = info.expect("ota serve wrote server.json");
+        assert_eq!(info["embedded_broker"], false);
+        assert_eq!(info["mqtt"], broker.as_str());
+        let mut dev = Device::connect(&broker, "thing5").await;
+        dev.subscribe("$aws/things/thing5/jobs/notify-next", QoS::AtLeastOnce)
+            .await;
+        dev.subscribe(
+            "$aws/things/thing5/jobs/$next/get/accepted",
+            QoS::AtLeastOnce,
+        )
+        .await;
+        let dd = d.clone();
+        let st = state.clone();
+        let job = blocking(move || {
+            std::fs::write(dd.join("fw.bin"), vec![9u8; 4097]).unwrap();
+            ok(&[
+                "job",
+                "create",
+                "--state",
+                s(&st),
+                "--thing",
+                "thing5",
+                "--unsigned",
+                "--file",
+                s(&dd.join("fw.bin")),
+            ])
+        })
+        .await;
+        let job = job.trim().to_string();
+        let n = dev.expect_json("$aws/things/thing5/jobs/notify-next").await;
+        assert_eq!(n["execution"]["jobId"], job.as_str());
+        dev.publish("$aws/things/thing5/jobs/$next/get", QoS::AtLeastOnce, "{}")
+            .await;
+        let v = dev
+            .expect_json("$aws/things/thing5/jobs/$next/get/accepted")
+            .await;
+        assert_eq!(
+            v["execution"]["jobDocument"]["afr_ota"]["files"][0]["filesize"],
+            4097
+        );
+    };
+    let r = tokio::time::timeout(Duration::from_secs(120), fut).await;
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    r.expect("bounded");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("external; Jobs replies reach subscribers only"),
+        "{stdout}"
+    );
+    drop(mosq);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn serve_binary_fails_clearly_without_a_broker() {
+    let port = common::free_port();
+    let d = tmpdir("serve-nobroker");
+    let err = fails(&[
+        "serve",
+        "--broker",
+        &format!("127.0.0.1:{port}"),
+        "--state",
+        s(&d.join("state")),
+    ]);
+    assert!(err.contains("cannot connect to the MQTT broker"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
