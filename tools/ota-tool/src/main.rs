@@ -31,7 +31,7 @@ enum Cmd {
     /// Make a P-256 key pair: PKCS#8 PEM private key and SPKI PEM public key.
     Keygen {
         /// Directory for ota-signing-key.pem and ota-signing-pub.pem (created if missing).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
     /// Sign a file (prints the base64 DER ECDSA-P256/SHA-256 signature for `sig-sha256-ecdsa`),
@@ -52,23 +52,28 @@ struct SignArgs {
     /// The file to sign or check.
     file: PathBuf,
     /// Private key (PKCS#8 or SEC1 PEM) to sign with.
-    #[arg(long, required_unless_present = "verify", conflicts_with = "verify")]
+    #[arg(
+        long,
+        required_unless_present = "verify",
+        conflicts_with = "verify",
+        value_name = "KEY.pem"
+    )]
     key: Option<PathBuf>,
     /// Check a signature instead of making one.
     #[arg(long, requires_all = ["pubkey", "signature"])]
     verify: bool,
     /// Public key (SPKI PEM) for --verify.
-    #[arg(long)]
+    #[arg(long, value_name = "PUB.pem")]
     pubkey: Option<PathBuf>,
     /// Base64 DER signature for --verify.
-    #[arg(long)]
+    #[arg(long, value_name = "B64")]
     signature: Option<String>,
 }
 
 #[derive(Args)]
 struct ServeArgs {
     /// Address of the embedded MQTT broker.
-    #[arg(long, default_value = "127.0.0.1:1883")]
+    #[arg(long, default_value = "127.0.0.1:1883", value_name = "ADDR")]
     listen: SocketAddr,
     /// Use an external MQTT broker at HOST:PORT (e.g. mosquitto) instead of the embedded one.
     /// Jobs replies then reach subscribers only.
@@ -79,19 +84,19 @@ struct ServeArgs {
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "true|false")]
     aws_reply_delivery: bool,
     /// Address of the HTTP download server (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     http_listen: SocketAddr,
     /// Address of the admin API (port 0: any free port).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     admin_listen: SocketAddr,
     /// A thing group, NAME=thing1,thing2 (repeatable).
     #[arg(long = "group", value_name = "NAME=THINGS")]
     groups: Vec<String>,
     /// Lifetime of presigned download URLs, in seconds.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
     url_expiry: u64,
     /// Directory where server.json (addresses, admin token) is written.
-    #[arg(long, default_value = ".ota")]
+    #[arg(long, default_value = ".ota", value_name = "DIR")]
     state: PathBuf,
     /// Do not print a line per device request.
     #[arg(long)]
@@ -113,7 +118,7 @@ enum JobCmd {
         #[arg(long)]
         force: bool,
         /// State directory of the server.
-        #[arg(long, default_value = ".ota")]
+        #[arg(long, default_value = ".ota", value_name = "DIR")]
         state: PathBuf,
     },
     /// List jobs with execution counts per status.
@@ -122,7 +127,7 @@ enum JobCmd {
         #[arg(long)]
         json: bool,
         /// State directory of the server.
-        #[arg(long, default_value = ".ota")]
+        #[arg(long, default_value = ".ota", value_name = "DIR")]
         state: PathBuf,
     },
     /// Show a job: its executions with statusDetails, and its document.
@@ -133,7 +138,7 @@ enum JobCmd {
         #[arg(long)]
         json: bool,
         /// State directory of the server.
-        #[arg(long, default_value = ".ota")]
+        #[arg(long, default_value = ".ota", value_name = "DIR")]
         state: PathBuf,
     },
 }
@@ -141,40 +146,45 @@ enum JobCmd {
 #[derive(Args)]
 struct CreateArgs {
     /// Target thing (repeatable).
-    #[arg(long = "thing")]
+    #[arg(long = "thing", value_name = "THING")]
     things: Vec<String>,
     /// Target thing group (repeatable).
-    #[arg(long = "group")]
+    #[arg(long = "group", value_name = "GROUP")]
     groups: Vec<String>,
     /// Image file (repeatable for multi-file jobs; file ids follow the order).
-    #[arg(long = "file", required = true)]
+    #[arg(long = "file", required = true, value_name = "PATH")]
     files: Vec<PathBuf>,
     /// Base64 signature, one per --file in order.
-    #[arg(long = "signature", conflicts_with = "sign_key")]
+    #[arg(long = "signature", conflicts_with = "sign_key", value_name = "B64")]
     signatures: Vec<String>,
     /// Sign every file with this private key.
-    #[arg(long)]
+    #[arg(long, value_name = "KEY.pem")]
     sign_key: Option<PathBuf>,
     /// Create the job without signatures ("sig-sha256-ecdsa": null), to test rejection.
     #[arg(long, conflicts_with_all = ["signatures", "sign_key"])]
     unsigned: bool,
     /// fileType, once for all files or once per file.
-    #[arg(long = "file-type")]
+    #[arg(long = "file-type", value_name = "N")]
     file_types: Vec<u32>,
     /// filepath on the device, once per file (default: the file's name).
-    #[arg(long = "path")]
+    #[arg(long = "path", value_name = "FILEPATH")]
     paths: Vec<String>,
     /// certfile (signer certificate path on the device), once for all files or once per file.
-    #[arg(long = "cert-file")]
+    #[arg(long = "cert-file", value_name = "CERTFILE")]
     cert_files: Vec<String>,
     /// Data protocols, comma separated.
-    #[arg(long, default_value = "MQTT", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "MQTT",
+        value_delimiter = ',',
+        value_name = "MQTT,HTTP"
+    )]
     protocols: Vec<String>,
     /// OTA update id (the job is AFR_OTA-<id>); default: a random UUID.
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     id: Option<String>,
     /// State directory of the server.
-    #[arg(long, default_value = ".ota")]
+    #[arg(long, default_value = ".ota", value_name = "DIR")]
     state: PathBuf,
 }
 
