@@ -208,9 +208,10 @@ async fn download_over_mqtt(dev: &mut Device, job: &Job) -> Vec<u8> {
 async fn ota_happy_path(server: &Server, subscribe_replies: bool) {
     let key = SigningKey::random(&mut rand_core::OsRng);
     let file = image(10240); // 3 blocks, as JOB_DOC_A
-    let job_id = create_job(server, "testjob20", vec![Protocol::Mqtt], &file, &key).await;
-    assert_eq!(job_id, "AFR_OTA-testjob20");
 
+    // The device subscribes before the job exists, so every notify-next it gets is caused by
+    // something the test did (a notify-next published before the subscription could otherwise
+    // still be in flight and arrive late).
     let mut dev = Device::connect(&server.mqtt_addr, THING).await;
     dev.subscribe(&topic("jobs/notify-next"), QoS::AtLeastOnce)
         .await;
@@ -220,6 +221,11 @@ async fn ota_happy_path(server: &Server, subscribe_replies: bool) {
         dev.subscribe(&topic("jobs/+/update/+"), QoS::AtLeastOnce)
             .await;
     }
+    let job_id = create_job(server, "testjob20", vec![Protocol::Mqtt], &file, &key).await;
+    assert_eq!(job_id, "AFR_OTA-testjob20");
+    let n = dev.expect_json(&topic("jobs/notify-next")).await;
+    assert_eq!(n["execution"]["jobId"], job_id);
+
     dev.publish(
         &topic("jobs/$next/get"),
         QoS::AtLeastOnce,
@@ -566,11 +572,14 @@ async fn cancel_the_first_of_two_updates_during_download() {
         let key = SigningKey::random(&mut rand_core::OsRng);
         let first = image(5 * 4096);
         let second = image(2 * 4096 + 7);
-        let a = create_job(&server, "first", vec![Protocol::Mqtt], &first, &key).await;
-        let b = create_job(&server, "second", vec![Protocol::Mqtt], &second, &key).await;
         let mut dev = Device::connect(&server.mqtt_addr, THING).await;
         dev.subscribe(&topic("jobs/notify-next"), QoS::AtLeastOnce)
             .await;
+        let a = create_job(&server, "first", vec![Protocol::Mqtt], &first, &key).await;
+        let n = dev.expect_json(&topic("jobs/notify-next")).await;
+        assert_eq!(n["execution"]["jobId"], a);
+        // Queued behind the first: no notify-next for it.
+        let b = create_job(&server, "second", vec![Protocol::Mqtt], &second, &key).await;
         dev.publish(
             &topic("jobs/$next/get"),
             QoS::AtLeastOnce,
