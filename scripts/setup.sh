@@ -49,21 +49,25 @@ if [ "$need_fuzz" = 1 ]; then
     cargo install --locked cargo-fuzz
   fi
 fi
+# Debian packages: mosquitto always (ota-tool's end-to-end tests run a real broker); with --qemu
+# also qemu-system-arm and mosquitto-clients for the emulated board examples.
+missing=()
+{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
 if [ "$need_qemu" = 1 ]; then
-  missing=()
   command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
-  { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
   command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
-  if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-      echo "setup.sh: --qemu needs ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" \
-        "or run this script as root on a Debian-like system" >&2
-      exit 1
-    fi
-    say "installing ${missing[*]} with apt-get"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: missing ${missing[*]}; install them (Debian: sudo apt-get update &&" \
+      "sudo apt-get install -y ${missing[*]}) or run this script as root on a Debian-like system" >&2
+    exit 1
   fi
+  say "installing ${missing[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "$need_qemu" = 1 ]; then
   say "qemu: $(qemu-system-arm --version | head -n1)"
 fi
 say "tools ready: $(rustc --version)"

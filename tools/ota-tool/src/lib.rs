@@ -1,0 +1,9 @@
+//! The `ota` workstation tool: keys and signatures, a local stand-in for AWS IoT Jobs + MQTT
+//! Streams with an embedded MQTT broker, and job management.
+
+pub mod admin;
+pub mod broker;
+pub mod cloud;
+pub mod http;
+pub mod keys;
+pub mod serve;
