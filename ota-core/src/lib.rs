@@ -5,6 +5,9 @@
 //!
 //! - [`wire`]: pure, zero-copy, panic-free codecs over byte slices for everything the device
 //!   exchanges with AWS IoT Jobs and MQTT Streams.
+//! - [`agent`]: the OTA lifecycle as a deterministic sans-IO state machine (events in,
+//!   commands out, time as an input).
 #![no_std]
 
+pub mod agent;
 pub mod wire;
