@@ -424,7 +424,7 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     pub fn handle_publish<'a>(
         &mut self,
         now: Instant,
-        topic: &'a str,
+        topic: &str,
         payload: &'a [u8],
     ) -> Received<'a> {
         self.stats.packets_received = self.stats.packets_received.wrapping_add(1);
