@@ -12,7 +12,7 @@ fn downloading() -> Harness {
     h.serve_blocks = false;
     h.boot();
     assert_eq!(h.state(), State::Downloading);
-    let blk = data_block(0, 0, &h.image[..4096].to_vec());
+    let blk = data_block(0, 0, &h.image[..4096]);
     h.deliver(&topic("streams/AFR_OTA-XYZ/data/cbor"), &blk);
     assert_eq!(h.written, [0]);
     h

@@ -1,6 +1,8 @@
 //! Test harness: the agent, a fake cloud (Jobs + Streams) and a RAM PAL, all synchronous.
 #![allow(
     dead_code,
+    clippy::collapsible_match,
+    clippy::collapsible_if,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
@@ -210,6 +212,8 @@ pub struct Harness {
     pub journal: Option<JournalHeader>,
     pub journal_blocks: Vec<u32>,
     pub resets: u32,
+    pub file_images: Vec<(u32, Vec<u8>)>,
+    pub verified: Vec<Vec<u8>>,
 }
 
 pub fn image(size: usize) -> Vec<u8> {
@@ -253,6 +257,8 @@ impl Harness {
             journal: None,
             journal_blocks: Vec::new(),
             resets: 0,
+            file_images: Vec::new(),
+            verified: Vec::new(),
         }
     }
 
@@ -391,10 +397,8 @@ impl Harness {
                 }
                 Command::VerifyFile { file, signature } => {
                     assert!(!signature.is_empty());
-                    assert_eq!(
-                        file.size as usize,
-                        self.storage.len().min(file.size as usize)
-                    );
+                    assert_eq!(file.size as usize, self.storage.len());
+                    self.verified.push(self.storage.clone());
                     completion = Some(Completion::Verified(self.verify_result));
                     Ev::Verify
                 }
@@ -503,12 +507,18 @@ impl Harness {
                     if self.lose_blocks_once.remove(&k) {
                         continue;
                     }
+                    let image = self
+                        .file_images
+                        .iter()
+                        .find(|(f, _)| *f == req.file_id)
+                        .map(|(_, i)| i.clone())
+                        .unwrap_or_else(|| self.image.clone());
                     let start = (k * req.block_size) as usize;
-                    if start >= self.image.len() {
+                    if start >= image.len() {
                         continue;
                     }
-                    let end = (start + req.block_size as usize).min(self.image.len());
-                    let msg = data_block(req.file_id, k, &self.image[start..end]);
+                    let end = (start + req.block_size as usize).min(image.len());
+                    let msg = data_block(req.file_id, k, &image[start..end]);
                     for _ in 0..self.duplicate_blocks {
                         self.inbox.push_back((
                             topic(&format!("streams/{stream}/data/cbor")),
