@@ -196,11 +196,13 @@ fn empty_header() -> JournalHeader {
 /// 16 MiB AWS limit at 4 KiB blocks); `URL_LEN` bounds the presigned URL of the HTTP data path
 /// (0 disables it in practice).
 ///
-/// RAM: `size_of::<Agent>()` is 5,888 bytes for the defaults on a 32-bit target (measured by
-/// the `agent_size` test on the host, where it is within a few bytes of that): the bitmap
-/// (520), the signature (512), the URL (1,536), one topic (260) and one payload (256) scratch
-/// buffer, the job (id, stream name, up to 4 file summaries with 64-byte paths: ~900), two
-/// journal headers, the subscribed job/stream names and a 16-entry command queue.
+/// RAM (measured; `tests/agent_size.rs` prints the host figures): `size_of::<Agent>()` is
+/// **4,912 bytes** on `thumbv7em-none-eabihf` (5,024 on a 64-bit host); `Agent<128, 0>` (1,024
+/// blocks, MQTT only) is 2,992 bytes. The parts: the bitmap (`BITMAP_BYTES` + 8), the decoded
+/// signature (512), the URL (`URL_LEN`), one topic (260) and one payload (256) scratch
+/// buffer, the job (id, stream name, up to 4 file summaries with 64-byte paths), two journal
+/// headers, the subscribed job/stream names and a 16-entry command queue. The driver's
+/// receive buffer is the caller's.
 #[derive(Debug)]
 pub struct Agent<const BITMAP_BYTES: usize = 512, const URL_LEN: usize = 1536> {
     cfg: Config<'static>,
