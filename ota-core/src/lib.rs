@@ -7,7 +7,10 @@
 //!   exchanges with AWS IoT Jobs and MQTT Streams.
 //! - [`agent`]: the OTA lifecycle as a deterministic sans-IO state machine (events in,
 //!   commands out, time as an input).
+//! - [`driver`]: a thin async loop that runs the agent over an MQTT client, a clock and the
+//!   PAL traits of `ota-pal-traits`.
 #![no_std]
 
 pub mod agent;
+pub mod driver;
 pub mod wire;
