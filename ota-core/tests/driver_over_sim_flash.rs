@@ -104,7 +104,7 @@ impl MqttClient for Cloud {
                 .unwrap_or_else(|| r#"{"timestamp":1}"#.into());
             self.inbox
                 .push_back((topic("jobs/$next/get/accepted"), doc.into_bytes()));
-        } else if t.ends_with("/update") && qos == Qos::AtLeastOnce {
+        } else if t.ends_with("/update") {
             if text.contains("SUCCEEDED") || text.contains("FAILED") {
                 self.job = None;
             }

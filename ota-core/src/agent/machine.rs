@@ -217,6 +217,10 @@ pub struct Agent<const BITMAP_BYTES: usize = 512, const URL_LEN: usize = 1536> {
     outstanding: u32,
     in_flight: Option<u32>,
     get_next_counter: u32,
+    /// Progress updates (QoS 0) whose `update/accepted` has not arrived yet: the Jobs service
+    /// answers every update, and answers come in order, so the first that many answers after
+    /// a final status belong to earlier progress reports (capped, reset on reconnect).
+    progress_unanswered: u32,
     job: Option<Job>,
     bitmap: BlockBitmap<BITMAP_BYTES>,
     signature: [u8; MAX_SIGNATURE_LEN],
@@ -260,6 +264,7 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             outstanding: 0,
             in_flight: None,
             get_next_counter: 0,
+            progress_unanswered: 0,
             job: None,
             bitmap,
             signature: [0; MAX_SIGNATURE_LEN],
@@ -337,6 +342,7 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     }
 
     fn on_connected(&mut self, now: Instant) {
+        self.progress_unanswered = 0;
         self.sub_job.clear();
         self.sub_stream.clear();
         if let Some(job) = self.job.as_mut() {
@@ -798,10 +804,16 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     }
 
     fn on_update_accepted(&mut self, now: Instant, job_id: &str) {
+        if self.job.as_ref().is_none_or(|j| j.id != job_id) {
+            return;
+        }
+        if self.progress_unanswered > 0 {
+            // The answer to an earlier progress report, not to the final status.
+            self.progress_unanswered -= 1;
+            return;
+        }
         if let Phase::AwaitAck { then, .. } = self.phase {
-            if self.job.as_ref().is_some_and(|j| j.id == job_id) {
-                self.after_ack(now, then);
-            }
+            self.after_ack(now, then);
         }
     }
 
@@ -1303,7 +1315,6 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             return;
         };
         job.file_started = false;
-        job.stream_subscribed = job.stream_subscribed && !job.http;
         let next = job.file_index.saturating_add(1);
         if usize::from(next) < job.files.len() {
             // The next file's signature and URL come from a fresh copy of the job document.
@@ -1447,6 +1458,9 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
                     .build(&self.thing)
                     .ok()?;
                 let n = update.write(&mut self.payload).ok()?;
+                if matches!(update, StatusUpdate::Progress { .. }) {
+                    self.progress_unanswered = (self.progress_unanswered + 1).min(4);
+                }
                 Some(Rendered::Publish(n, update.qos()))
             }
             Pending::StreamRequest => {

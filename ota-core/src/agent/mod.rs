@@ -60,7 +60,11 @@
 //!   QoS 1 and the agent waits for the Jobs service's `update/accepted` (re-publishing on
 //!   timeout, at most [`Config::max_retries`] times) before it resets or reports done. The
 //!   image is confirmed **before** `SUCCEEDED` is published (reference issue #506); a failed
-//!   confirm reports `FAILED rejected: 0x<pal status>` and resets to roll back.
+//!   confirm reports `FAILED rejected: 0x<pal status>` and resets to roll back. The Jobs
+//!   service also answers the QoS 0 progress reports, in order, without anything that ties an
+//!   answer to its request: the agent counts the progress reports not yet answered (up to 4)
+//!   and does not take their answers for the ack of a final status. A lost progress report
+//!   (QoS 0) therefore costs at most one re-publish of the final status, never an early reset.
 //! - **h.** HTTP data path (`"HTTP"` in `protocols`, `update_data_url` present,
 //!   [`Config::http_enabled`]): whole-block `Range` requests (`start = k·BLOCK`,
 //!   `end = min(start + BLOCK, size) − 1`) for the first wanted block, the same validation and

@@ -214,6 +214,8 @@ pub struct Harness {
     pub resets: u32,
     pub file_images: Vec<(u32, Vec<u8>)>,
     pub verified: Vec<Vec<u8>>,
+    /// The Jobs service answers QoS 0 progress updates too (as AWS does).
+    pub ack_progress: bool,
 }
 
 pub fn image(size: usize) -> Vec<u8> {
@@ -259,6 +261,7 @@ impl Harness {
             resets: 0,
             file_images: Vec::new(),
             verified: Vec::new(),
+            ack_progress: true,
         }
     }
 
@@ -470,7 +473,7 @@ impl Harness {
                     .push_back((topic("jobs/$next/get/accepted"), doc.into_bytes()));
             }
             Ev::Pub(t, p, q) if t.ends_with("/update") => {
-                if *q == 1 && self.auto_ack {
+                if self.auto_ack && (*q == 1 || self.ack_progress) {
                     let job = t
                         .trim_start_matches(&topic("jobs/"))
                         .trim_end_matches("/update");
