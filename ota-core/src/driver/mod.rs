@@ -1,4 +1,4 @@
-//! A thin async driver for the [`Agent`](crate::agent::Agent): it feeds the machine from an
+//! A thin async driver for the [`Agent`]: it feeds the machine from an
 //! MQTT client, a clock and the PAL, and executes the machine's commands.
 //!
 //! No executor and no feature flag: [`Driver::run`] is a plain `async fn` that waits on "next
