@@ -264,3 +264,90 @@ fn mqtt_is_preferred_when_both_protocols_are_listed() {
     assert!(h.http_ranges.is_empty());
     assert_eq!(h.storage, h.image);
 }
+
+fn two_file_job(second_size: u32) -> String {
+    multi_doc(&[
+        file_entry(0, 5000, 0, "/fw/app"),
+        file_entry(1, second_size, 7, "/cfg/x"),
+    ])
+}
+
+/// File 0 complete, block 0 of file 1 stored, then the power goes.
+fn cut_in_second_file() -> Harness {
+    let mut h = Harness::new(config());
+    h.file_images = vec![(0, image(5000)), (1, image(3 * 4096))];
+    h.job = Some(two_file_job(3 * 4096));
+    h.serve_blocks = false;
+    h.boot();
+    let f0 = h.file_images[0].1.clone();
+    let f1 = h.file_images[1].1.clone();
+    let data = topic("streams/AFR_OTA-XYZ/data/cbor");
+    h.deliver(&data, &data_block(0, 0, &f0[..4096]));
+    h.deliver(&data, &data_block(0, 1, &f0[4096..]));
+    assert_eq!(h.count(&Ev::Verify), 1);
+    assert!(h.log.contains(&Ev::Prepare {
+        resume: false,
+        size: 12288,
+        index: 1,
+        file_type: 7
+    }));
+    h.deliver(&data, &data_block(1, 0, &f1[..4096]));
+    assert_eq!(h.journal.as_ref().unwrap().file_index, 1);
+    h
+}
+
+#[test]
+fn a_reboot_in_the_second_file_resumes_that_file_then_trial_boots_the_first() {
+    let mut h = cut_in_second_file();
+    h.serve_blocks = true;
+    h.job = Some(h.job.clone().unwrap().replace("QUEUED", "IN_PROGRESS"));
+    h.reboot(config());
+    assert!(h.log.contains(&Ev::Prepare {
+        resume: true,
+        size: 12288,
+        index: 1,
+        file_type: 7
+    }));
+    assert!(!h
+        .log
+        .iter()
+        .any(|e| matches!(e, Ev::Prepare { index: 0, .. })));
+    assert_eq!(h.written, [1, 2], "only the missing blocks of file 1");
+    assert_eq!(
+        h.count(&Ev::TrialBoot(0)),
+        1,
+        "the firmware file of the job"
+    );
+    assert!(h.statuses().last().unwrap().contains("ready"));
+}
+
+#[test]
+fn a_journal_for_a_changed_second_file_restarts_the_job_from_the_first_file() {
+    let mut h = cut_in_second_file();
+    h.serve_blocks = true;
+    h.file_images[1].1 = image(2 * 4096);
+    h.job = Some(two_file_job(2 * 4096).replace("QUEUED", "IN_PROGRESS"));
+    h.reboot(config());
+    let prepares: Vec<&Ev> = h
+        .log
+        .iter()
+        .filter(|e| matches!(e, Ev::Prepare { .. }))
+        .collect();
+    assert_eq!(
+        prepares,
+        [
+            &Ev::Prepare {
+                resume: false,
+                size: 5000,
+                index: 0,
+                file_type: 0
+            },
+            &Ev::Prepare {
+                resume: false,
+                size: 8192,
+                index: 1,
+                file_type: 7
+            },
+        ]
+    );
+}

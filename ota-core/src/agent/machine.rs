@@ -1045,8 +1045,14 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
                 cert: cert.unwrap_or_default(),
             });
         }
+        // Resume at the journalled file only if that file is unchanged (size, signature);
+        // otherwise start from the first file.
         if let Some(h) = &self.restored {
-            if h.job_id == doc.job_id && usize::from(h.file_index) < doc.files.len() {
+            let same_file = doc.files.get(usize::from(h.file_index)).is_some_and(|f| {
+                f.file_size == h.file_size
+                    && file_digest(f, self.cfg.signature_kind) == Some(h.signature_digest)
+            });
+            if h.job_id == doc.job_id && same_file {
                 job.file_index = h.file_index;
             }
         }
@@ -1182,12 +1188,7 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             self.cancel_and_adopt(now, doc);
             return;
         };
-        let digest = f.signature(self.cfg.signature_kind).and_then(|s| {
-            let mut buf = [0u8; MAX_SIGNATURE_LEN];
-            s.decode_into(&mut buf)
-                .ok()
-                .map(|d| -> [u8; 32] { Sha256::digest(d).into() })
-        });
+        let digest = file_digest(f, self.cfg.signature_kind);
         if f.file_size != self.header.file_size || digest != Some(self.header.signature_digest) {
             // Same job id, different file: start over on the new document.
             self.cancel_and_adopt(now, doc);
@@ -1203,8 +1204,8 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             }
         }
         self.ensure_job_subscribed();
+        // A block handed to the driver stays in flight: its `block_written` still counts.
         self.phase = Phase::Downloading;
-        self.in_flight = None;
         self.request_blocks(now);
     }
 
@@ -1596,4 +1597,15 @@ fn pal_failure(e: PalError) -> StatusUpdate {
 fn job_last_type(job: Option<&Job>) -> u16 {
     job.and_then(|j| j.files.last())
         .map_or(0, |f| u16::try_from(f.file_type).unwrap_or(u16::MAX))
+}
+
+/// SHA-256 of the decoded signature under `kind`: the journal's identity of a file image.
+fn file_digest(
+    f: &job::FileDescription<'_>,
+    kind: ota_pal_traits::SignatureKind,
+) -> Option<[u8; 32]> {
+    let sig = f.signature(kind)?;
+    let mut buf = [0u8; MAX_SIGNATURE_LEN];
+    let decoded = sig.decode_into(&mut buf).ok()?;
+    Some(Sha256::digest(decoded).into())
 }
