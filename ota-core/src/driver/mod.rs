@@ -18,6 +18,9 @@
 //! deadline comes first) and must deliver whole messages; a message larger than the buffer is
 //! an error of the client, not a truncated payload.
 
+#[cfg(feature = "mqttrust")]
+pub mod mqttrust;
+
 use core::future::{poll_fn, Future};
 use core::pin::pin;
 use core::task::Poll;
