@@ -11,6 +11,13 @@
 #   scripts/bench-instructions.sh            every operation, a table on stdout
 #   scripts/bench-instructions.sh FILTER     only the operations whose name contains FILTER
 #   scripts/bench-instructions.sh --markdown the table as Markdown (for BENCHMARKS.md)
+#   scripts/bench-instructions.sh --size     instead: code size of the wire layer on Cortex-M4
+#
+# --size builds a throw-away no_std staticlib (in target/bench-size) that calls the job parser
+# and signature decode ("job"), the stream path ("stream": DataBlock decode and validate,
+# bitmap mark and window, GetStream request encode, progress payload) or both, for
+# thumbv7em-none-eabihf with the workspace release profile, and prints `.text` and `.rodata`
+# of its LTO object (compiler_builtins excluded) with llvm-size.
 #
 # Needs valgrind (installed with apt-get when missing and running as root). Builds with the
 # `bench` profile (the workspace release profile: opt-level "s", fat LTO), for the host.
@@ -19,15 +26,138 @@ cd "$(dirname "$0")/.."
 
 FILTER=""
 MARKDOWN=0
+SIZE=0
 for arg in "$@"; do
   case "$arg" in
     --markdown) MARKDOWN=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --size) SIZE=1 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "bench-instructions.sh: unknown option '$arg'" >&2; exit 2 ;;
     *) FILTER="$arg" ;;
   esac
 done
 
+export CARGO_TERM_COLOR=never
+
+# --- code size -----------------------------------------------------------------------------
+if [ "$SIZE" = 1 ]; then
+  command -v llvm-size >/dev/null || { echo "bench-instructions.sh: llvm-size is missing (apt-get install llvm)" >&2; exit 1; }
+  rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
+  root=$PWD
+  dir=$root/target/bench-size
+  mkdir -p "$dir/src"
+  cat > "$dir/Cargo.toml" <<EOF
+[package]
+name = "wire-size"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[lib]
+crate-type = ["staticlib"]
+path = "src/lib.rs"
+
+[features]
+job = []
+stream = []
+
+[dependencies]
+ota-core = { path = "$root/ota-core" }
+ota-pal-traits = { path = "$root/ota-pal-traits" }
+
+# The workspace release profile.
+[profile.release]
+opt-level = "s"
+lto = "fat"
+codegen-units = 1
+panic = "abort"
+debug = 1
+incremental = false
+
+[workspace]
+EOF
+  cat > "$dir/src/lib.rs" <<'EOF'
+//! Calls the wire layer the way the agent does, so that LTO keeps exactly that code.
+#![no_std]
+#![allow(unsafe_code)]
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// Parse a job and decode the first file's ECDSA signature.
+#[cfg(feature = "job")]
+#[no_mangle]
+pub extern "C" fn job_parse(p: *const u8, n: usize, out: *mut u8) -> usize {
+    use ota_core::wire::job::{self, JobMessage, MAX_SIGNATURE_LEN};
+    let payload = unsafe { core::slice::from_raw_parts(p, n) };
+    let out = unsafe { core::slice::from_raw_parts_mut(out, MAX_SIGNATURE_LEN) };
+    match job::parse::<1>(payload) {
+        Ok(JobMessage::Ota(doc)) => doc
+            .files
+            .first()
+            .and_then(|f| f.signature(ota_pal_traits::SignatureKind::SHA256_ECDSA))
+            .and_then(|s| s.decode_into(out).ok())
+            .map_or(0, |d| d.len()),
+        _ => 0,
+    }
+}
+
+#[cfg(feature = "stream")]
+static mut BITMAP: Option<ota_core::wire::bitmap::BlockBitmap<512>> = None;
+
+/// Decode and validate a DataBlock, mark it, encode the next request and a progress update.
+#[cfg(feature = "stream")]
+#[no_mangle]
+pub extern "C" fn stream_block(p: *const u8, n: usize, out: *mut u8, out_len: usize) -> usize {
+    use ota_core::wire::bitmap::BlockBitmap;
+    use ota_core::wire::cbor::{DataBlock, StreamRequest, CLIENT_TOKEN};
+    use ota_core::wire::status::StatusUpdate;
+    let msg = unsafe { core::slice::from_raw_parts(p, n) };
+    let out = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
+    let bitmap = unsafe { &mut *core::ptr::addr_of_mut!(BITMAP) };
+    let bitmap = match bitmap {
+        Some(b) => b,
+        None => match BlockBitmap::for_file(1 << 20, 4096) {
+            Ok(b) => bitmap.insert(b),
+            Err(_) => return 0,
+        },
+    };
+    let Ok(block) = DataBlock::decode(msg) else { return 0 };
+    if block.validate(0, 1 << 20, 4096).is_err() {
+        return 0;
+    }
+    let _ = bitmap.mark_received(block.block_index);
+    let Some((offset, bits)) = bitmap.window_limited(128, 1) else { return 0 };
+    let request = StreamRequest {
+        client_token: CLIENT_TOKEN,
+        file_id: 0,
+        block_size: 4096,
+        block_offset: offset,
+        bitmap: bits,
+        number_of_blocks: 1,
+    };
+    let a = request.encode(out).unwrap_or(0);
+    let update = StatusUpdate::Progress { received: bitmap.received(), total: bitmap.block_count() };
+    a + update.write(out.get_mut(a..).unwrap_or(&mut [])).unwrap_or(0)
+}
+EOF
+  printf '%-12s %8s %8s\n' "part" ".text" ".rodata"
+  for features in job stream "job stream"; do
+    cargo build -q --release --manifest-path "$dir/Cargo.toml" --target thumbv7em-none-eabihf \
+      --features "$features" --target-dir "$dir/target"
+    llvm-size -A "$dir/target/thumbv7em-none-eabihf/release/libwire_size.a" | awk -v part="$features" '
+      /^wire_size-/ { ours = 1; next }
+      /\(ex .*\.a\):$/ { ours = 0 }
+      ours && $1 ~ /^\.text/ { text += $2 }
+      ours && $1 ~ /^\.rodata/ { rodata += $2 }
+      END { printf "%-12s %8d %8d\n", part, text, rodata }'
+  done
+  exit 0
+fi
+
+# --- instructions --------------------------------------------------------------------------
 if ! command -v valgrind >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing valgrind" >&2
@@ -38,7 +168,6 @@ if ! command -v valgrind >/dev/null; then
   fi
 fi
 
-export CARGO_TERM_COLOR=never
 # Build one bench target and print the path of its executable.
 build() {
   cargo bench --no-run --message-format=json "$@" 2>/dev/null \
