@@ -30,6 +30,7 @@ use p256::pkcs8::DecodePrivateKey;
 
 mod mcuboot;
 mod psoc6;
+mod tfm;
 
 use mcuboot::Version;
 
@@ -50,14 +51,16 @@ pub struct Booted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Board {
     Psoc6,
+    Tfm,
 }
 
 impl Board {
     fn parse(s: &str) -> Result<Self, String> {
         match s {
             "psoc6" => Ok(Self::Psoc6),
-            "tfm" | "same54" | "traveo" => Err(format!(
-                "board '{s}' is not wired into qemu-boot yet (psoc6 is; see examples/README.md)"
+            "tfm" => Ok(Self::Tfm),
+            "same54" | "traveo" => Err(format!(
+                "board '{s}' is not wired into qemu-boot yet (psoc6 and tfm are; see examples/README.md)"
             )),
             _ => Err(format!("unknown board '{s}' (psoc6, tfm, same54, traveo)")),
         }
@@ -86,22 +89,22 @@ fn pal_err(what: &str) -> impl Fn(PalError) -> String + '_ {
 /// What the agent does with a downloaded file, through any board's PAL: prepare, write the
 /// blocks, check the job document's signature over the stored bytes (rejecting the image when
 /// it fails, as the agent's close does), then request the trial boot.
-pub async fn stage_file<S: ImageStorage, B: BootControl>(
+pub async fn stage_file<S: ImageStorage, B: BootControl, V: ImageVerifier>(
     storage: &mut S,
     boot: &mut B,
     info: &FileInfo<'_>,
     file: &[u8],
     sig: &[u8],
-    ota_key: &mut Sha256EcdsaP256Verifier,
+    ota_key: &mut V,
 ) -> Result<(), String> {
     storage.prepare(info).await.map_err(pal_err("prepare"))?;
+    ota_key.begin(info);
     for (i, block) in file.chunks(BLOCK).enumerate() {
         storage
             .write((i * BLOCK) as u32, block)
             .await
             .map_err(pal_err("write"))?;
     }
-    ota_key.begin(info);
     let mut scratch = [0u8; 512];
     if let Err(e) = verify_stored_image(storage, ota_key, info, 0, sig, &mut scratch).await {
         if e.kind() == PalErrorKind::SignatureCheckFailed {
@@ -186,7 +189,7 @@ const USAGE: &str = "usage:
   qemu-boot package --board B --image FW.bin --version X.Y.Z --key KEY --sign-key OTA_KEY --out OTA.bin
   qemu-boot stage   --board B --flash FILE --image FW.bin --version X.Y.Z --key KEY --sign-key OTA_KEY
   qemu-boot boot    --board B --flash FILE --key KEY --out IMAGE.bin
-boards: psoc6 (tfm, same54, traveo: not yet)";
+boards: psoc6, tfm (same54, traveo: not yet)";
 
 /// Package `--image` for the board and sign the file with `--sign-key`.
 fn package(board: Board, a: &Args) -> Result<(Vec<u8>, Vec<u8>), String> {
@@ -196,6 +199,7 @@ fn package(board: Board, a: &Args) -> Result<(Vec<u8>, Vec<u8>), String> {
     let ota = signing_key(a.get("sign-key")?)?;
     let file = match board {
         Board::Psoc6 => psoc6::package(&fw, version, &key)?,
+        Board::Tfm => tfm::package(&fw, version, &key)?,
     };
     let sig: Signature = ota.sign(&file);
     Ok((file, sig.to_der().as_bytes().to_vec()))
@@ -217,6 +221,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let key = signing_key(a.get("key")?)?;
             let flash = match board {
                 Board::Psoc6 => psoc6::factory(&fw, version, &key)?,
+                Board::Tfm => tfm::factory(&fw, version, &key)?,
             };
             write(a.get("flash")?, &flash)?;
             println!(
@@ -243,6 +248,16 @@ fn run(args: &[String]) -> Result<(), String> {
             let flash = read(path)?;
             let flash = match board {
                 Board::Psoc6 => psoc6::stage(flash, &file, &sig, &mut ota)?,
+                Board::Tfm => {
+                    let bl2 = verifier(a.get("key")?)?;
+                    tfm::stage(
+                        flash,
+                        &file,
+                        &sig,
+                        *ota.verifying_key(),
+                        *bl2.verifying_key(),
+                    )?
+                }
             };
             write(path, &flash)?;
             println!(
@@ -257,6 +272,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let path = a.get("flash")?;
             let flash = read(path)?;
             let result = match board {
+                Board::Tfm => tfm::boot(flash, *key.verifying_key()),
                 Board::Psoc6 => psoc6::boot(flash, key),
             };
             let (flash, booted) = result?;
