@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Update and rollback of a board example through its bootloader, played on the host by qemu-boot.
+#
+#   examples/run-boot.sh psoc6    # example-psoc6 on mps2-an386, Cypress MCUboot v1.8 swap
+#   examples/run-boot.sh tfm      # example-tfm on mps2-an505, TF-M BL2 + FWU partition
+#
+# (examples/<board>/run.sh call this.) Builds `qemu-boot` (root workspace) and example-<board>
+# three times: 1.0.0, 2.0.0, and 2.0.0 whose self-test fails. Each "reset" is `qemu-boot boot`
+# on the flash file (the board crate's sim bootloader swaps, reverts, checks signatures, writes
+# the flash back and hands over the firmware binary to run) followed by one QEMU run of that
+# binary, loaded at the machine's code address, with the flash file attached through semihosting.
+#
+#   scenario update:   factory 1.0.0 -> boot: 1.0.0 Valid -> stage 2.0.0 -> boot: 2.0.0
+#                      PendingCommit, confirms -> boot: 2.0.0 Valid
+#   scenario rollback: factory 1.0.0 -> boot: 1.0.0 Valid -> stage bad 2.0.0 -> boot: 2.0.0
+#                      PendingCommit, rejects -> boot: MCUboot reverts, 1.0.0 Valid
+#
+# Settings: RUN_TIMEOUT (60 s per QEMU run), ICOUNT_SHIFT (4), KEEP_WORKDIR=1. Exit 0 on PASS.
+set -euo pipefail
+board=${1:-}
+case "$board" in
+  psoc6) MACHINE=mps2-an386 ;;
+  tfm) MACHINE=mps2-an505 ;;
+  *) echo "usage: $0 psoc6|tfm" >&2; exit 2 ;;
+esac
+runner_name=run-$board
+example=example-$board
+source "$(dirname "${BASH_SOURCE[0]}")/qemu-lib.sh"
+qemu_init
+root_dir=$(cd "$qemu_examples_dir/.." && pwd)
+command -v openssl >/dev/null 2>&1 || fail "openssl not found (it makes the test keys)"
+run_start=$(now)
+
+objcopy_bin=$(command -v llvm-objcopy || true)
+if [ -z "$objcopy_bin" ]; then
+  objcopy_bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
+  [ -x "$objcopy_bin" ] || fail "no llvm-objcopy or rust-objcopy to turn the firmware ELF into a binary"
+fi
+
+say "building qemu-boot (host, release)"
+run_waiting "$work/build-qemu-boot.log" bash -c 'cd "$1" && exec timeout 900 cargo build --release --quiet -p qemu-boot' _ "$root_dir" ||
+  fail "cargo build of qemu-boot failed or took more than 900 s"
+qemu_boot_bin="$root_dir/target/release/qemu-boot"
+
+# build_firmware NAME VERSION SELF_TEST: $example with VERSION baked in, as $work/NAME.bin.
+build_firmware() {
+  export OTA_EXAMPLE_VERSION=$2 OTA_EXAMPLE_SELF_TEST=$3
+  build_example "$example"
+  "$objcopy_bin" -O binary "$elf" "$work/$1.bin" || fail "objcopy of $1 failed"
+  unset OTA_EXAMPLE_VERSION OTA_EXAMPLE_SELF_TEST
+}
+build_firmware v1 1.0.0 pass
+build_firmware v2 2.0.0 pass
+build_firmware v2-bad 2.0.0 fail
+
+say "test keys: MCUboot signing key and OTA code-signing key (P-256)"
+for key in mcuboot ota; do
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$key.pem" 2>"$work/openssl.log" ||
+    fail "openssl could not make $key.pem"
+done
+
+flash="$work/$board.flash"
+boot_image="$work/run.bin"
+boots=0
+
+# tool STEP ARGS...: one bounded qemu-boot call on the flash file, its output shown and kept.
+tool() {
+  local step=$1
+  shift
+  run_waiting "$work/qemu-boot-$step.log" timeout 30 "$qemu_boot_bin" "$@" --board "$board" ||
+    fail "qemu-boot $1 ($step) failed: $(tail -n 1 "$work/qemu-boot-$step.log")"
+  sed 's/^/  /' "$work/qemu-boot-$step.log"
+}
+
+# reset VERSION STATE [LINE]: the bootloader must pick VERSION, then the firmware must run
+# VERSION, read STATE from the PAL, and print LINE when given.
+reset() {
+  local version=$1 state=$2 line=${3:-} log rc=0
+  boots=$((boots + 1))
+  tool "boot$boots" boot --flash "$flash" --key "$work/mcuboot.pem" --out "$boot_image"
+  grep -q "running $version from" "$work/qemu-boot-boot$boots.log" ||
+    fail "boot $boots: the bootloader did not choose $version"
+  log="$work/qemu-run$boots.log"
+  qemu_boot "$boots" "$log" || rc=$?
+  check_boot_status "$boots" "$log" "$rc"
+  grep -qx "running version $version state $state" "$log" ||
+    fail "boot $boots: expected the firmware to run $version in state $state"
+  [ -z "$line" ] || grep -qx "$line" "$log" || fail "boot $boots: no '$line' in the firmware log"
+  grep -qx PASS "$log" || fail "boot $boots: the firmware did not reach PASS"
+  say "boot $boots: $version $state (QEMU $boot_seconds s)"
+}
+
+scenario_start=$(now)
+say "scenario update: 1.0.0 -> 2.0.0, confirmed"
+rm -f "$flash"
+tool factory1 factory --flash "$flash" --image "$work/v1.bin" --version 1.0.0 --key "$work/mcuboot.pem"
+reset 1.0.0 Valid
+tool stage1 stage --flash "$flash" --image "$work/v2.bin" --version 2.0.0 --key "$work/mcuboot.pem" --sign-key "$work/ota.pem"
+reset 2.0.0 PendingCommit "state now Valid"
+reset 2.0.0 Valid
+say "scenario update passed in $(seconds_since "$scenario_start") s"
+
+scenario_start=$(now)
+say "scenario rollback: 1.0.0 -> 2.0.0 that fails its self-test -> 1.0.0"
+rm -f "$flash"
+tool factory2 factory --flash "$flash" --image "$work/v1.bin" --version 1.0.0 --key "$work/mcuboot.pem"
+reset 1.0.0 Valid
+tool stage2 stage --flash "$flash" --image "$work/v2-bad.bin" --version 2.0.0 --key "$work/mcuboot.pem" --sign-key "$work/ota.pem"
+reset 2.0.0 PendingCommit "state now Invalid"
+reset 1.0.0 Valid
+if [ "$board" = psoc6 ]; then
+  grep -q "bootloader action: Revert" "$work/qemu-boot-boot$boots.log" || fail "the last boot was not an MCUboot revert"
+fi
+say "scenario rollback passed in $(seconds_since "$scenario_start") s"
+
+say "PASS: $board on $machine: update confirmed and rollback, $boots resets through the host-played bootloader, $(seconds_since "$run_start") s in all"
