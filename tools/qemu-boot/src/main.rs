@@ -30,6 +30,7 @@ use p256::pkcs8::DecodePrivateKey;
 
 mod mcuboot;
 mod psoc6;
+mod same54;
 mod tfm;
 
 use mcuboot::Version;
@@ -37,8 +38,9 @@ use mcuboot::Version;
 /// The image the bootloader chose.
 #[derive(Debug)]
 pub struct Booted {
-    /// Its version (from the board's image header).
-    pub version: Version,
+    /// Its version (from the board's image header), or what identifies it where the format
+    /// has no version (SAME54: the descriptor's sequence number).
+    pub version: String,
     /// Where it runs from.
     pub slot: String,
     /// What the bootloader did on the way (swap type, bank swap, ...).
@@ -52,6 +54,7 @@ pub struct Booted {
 enum Board {
     Psoc6,
     Tfm,
+    Same54,
 }
 
 impl Board {
@@ -59,8 +62,9 @@ impl Board {
         match s {
             "psoc6" => Ok(Self::Psoc6),
             "tfm" => Ok(Self::Tfm),
-            "same54" | "traveo" => Err(format!(
-                "board '{s}' is not wired into qemu-boot yet (psoc6 and tfm are; see examples/README.md)"
+            "same54" => Ok(Self::Same54),
+            "traveo" => Err(format!(
+                "board '{s}' is not wired into qemu-boot yet (psoc6, tfm and same54 are; see examples/README.md)"
             )),
             _ => Err(format!("unknown board '{s}' (psoc6, tfm, same54, traveo)")),
         }
@@ -80,7 +84,7 @@ pub fn file_info(file: &[u8]) -> Result<FileInfo<'static>, String> {
 }
 
 /// Bytes per write: the AWS IoT OTA stream block size the agent requests.
-const BLOCK: usize = 1024;
+pub const BLOCK: usize = 1024;
 
 fn pal_err(what: &str) -> impl Fn(PalError) -> String + '_ {
     move |e| format!("{what} failed: {e:?}")
@@ -189,7 +193,8 @@ const USAGE: &str = "usage:
   qemu-boot package --board B --image FW.bin --version X.Y.Z --key KEY --sign-key OTA_KEY --out OTA.bin
   qemu-boot stage   --board B --flash FILE --image FW.bin --version X.Y.Z --key KEY --sign-key OTA_KEY
   qemu-boot boot    --board B --flash FILE --key KEY --out IMAGE.bin
-boards: psoc6, tfm (same54, traveo: not yet)";
+boards: psoc6, tfm, same54 (traveo: not yet)
+same54 images carry no version: --version is printed only, and the raw binary is the OTA file";
 
 /// Package `--image` for the board and sign the file with `--sign-key`.
 fn package(board: Board, a: &Args) -> Result<(Vec<u8>, Vec<u8>), String> {
@@ -200,6 +205,7 @@ fn package(board: Board, a: &Args) -> Result<(Vec<u8>, Vec<u8>), String> {
     let file = match board {
         Board::Psoc6 => psoc6::package(&fw, version, &key)?,
         Board::Tfm => tfm::package(&fw, version, &key)?,
+        Board::Same54 => fw,
     };
     let sig: Signature = ota.sign(&file);
     Ok((file, sig.to_der().as_bytes().to_vec()))
@@ -222,6 +228,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let flash = match board {
                 Board::Psoc6 => psoc6::factory(&fw, version, &key)?,
                 Board::Tfm => tfm::factory(&fw, version, &key)?,
+                Board::Same54 => same54::factory(&fw, &key)?,
             };
             write(a.get("flash")?, &flash)?;
             println!(
@@ -248,6 +255,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let flash = read(path)?;
             let flash = match board {
                 Board::Psoc6 => psoc6::stage(flash, &file, &sig, &mut ota)?,
+                Board::Same54 => same54::stage(flash, &file, &sig, &mut ota)?,
                 Board::Tfm => {
                     let bl2 = verifier(a.get("key")?)?;
                     tfm::stage(
@@ -274,6 +282,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let result = match board {
                 Board::Tfm => tfm::boot(flash, *key.verifying_key()),
                 Board::Psoc6 => psoc6::boot(flash, key),
+                Board::Same54 => same54::boot(flash, key),
             };
             let (flash, booted) = result?;
             write(path, &flash)?;

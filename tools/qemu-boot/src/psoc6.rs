@@ -96,7 +96,7 @@ pub fn boot(flash: Vec<u8>, key: Sha256EcdsaP256Verifier) -> Result<(Vec<u8>, Bo
     let (version, payload) =
         mcuboot::payload(slot).ok_or("primary slot has no MCUboot header after boot")?;
     let booted = Booted {
-        version,
+        version: version.to_string(),
         slot: format!("primary slot @ {:#010x}", CONFIG.primary.addr),
         action: format!("{swap:?}"),
         payload: payload.to_vec(),
@@ -152,6 +152,9 @@ mod tests {
     fn fw(tag: u8) -> Vec<u8> {
         (0..5000u32).map(|i| (i as u8) ^ tag).collect()
     }
+    fn ver(b: &Booted) -> Version {
+        Version::parse(&b.version).unwrap()
+    }
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
     }
@@ -175,7 +178,7 @@ mod tests {
         let flash = factory(&fw(1), v("1.0.0"), &mcuboot_key()).unwrap();
         let (flash, b) = boot_ok(flash);
         assert_eq!(
-            (b.version, b.payload.as_slice()),
+            (ver(&b), b.payload.as_slice()),
             (v("1.0.0"), fw(1).as_slice())
         );
         let (flash, s) = platform_state(flash).unwrap();
@@ -183,7 +186,7 @@ mod tests {
         let flash = stage_v2(flash, &fw(2));
         let (flash, b) = boot_ok(flash);
         assert_eq!(
-            (b.version, b.payload.as_slice()),
+            (ver(&b), b.payload.as_slice()),
             (v("2.0.0"), fw(2).as_slice())
         );
         assert_eq!(b.action, "Test");
@@ -191,7 +194,7 @@ mod tests {
         assert_eq!(s, PlatformImageState::PendingCommit);
         let flash = settle(flash, true).unwrap();
         let (flash, b) = boot_ok(flash);
-        assert_eq!(b.version, v("2.0.0"));
+        assert_eq!(ver(&b), v("2.0.0"));
         let (_, s) = platform_state(flash).unwrap();
         assert_eq!(s, PlatformImageState::Valid);
     }
@@ -201,11 +204,11 @@ mod tests {
         let flash = factory(&fw(1), v("1.0.0"), &mcuboot_key()).unwrap();
         let flash = stage_v2(flash, &fw(2));
         let (flash, b) = boot_ok(flash);
-        assert_eq!(b.version, v("2.0.0"));
+        assert_eq!(ver(&b), v("2.0.0"));
         let flash = settle(flash, false).unwrap();
         let (flash, b) = boot_ok(flash);
         assert_eq!(
-            (b.version, b.payload.as_slice()),
+            (ver(&b), b.payload.as_slice()),
             (v("1.0.0"), fw(1).as_slice())
         );
         assert_eq!(b.action, "Revert");
@@ -242,7 +245,7 @@ mod tests {
         )
         .unwrap();
         let (_, b) = boot_ok(flash);
-        assert_eq!(b.version, v("1.0.0"));
+        assert_eq!(ver(&b), v("1.0.0"));
     }
 
     #[test]
