@@ -80,7 +80,8 @@ if [ "$QEMU" = 1 ]; then
   (
     cd examples
     cargo fmt --all -- --check
-    cargo clippy --release -p qemu-hello -p qemu-mps2 -p example-psoc6 -- -D warnings
+    cargo clippy --release -p qemu-hello -p qemu-mps2 -p example-psoc6 -p example-same54 \
+      -- -D warnings
     cargo clippy --release -p qemu-hello --no-default-features --features mps2-an505 \
       --target thumbv8m.main-none-eabihf -- -D warnings
     cargo clippy --release -p example-tfm --target thumbv8m.main-none-eabihf -- -D warnings
@@ -89,6 +90,7 @@ if [ "$QEMU" = 1 ]; then
     MACHINE=mps3-an547 ./run-qemu.sh
     ./psoc6/run.sh
     ./tfm/run.sh
+    ./same54/run.sh
   )
 fi
 
