@@ -32,6 +32,7 @@ mod mcuboot;
 mod psoc6;
 mod same54;
 mod tfm;
+mod traveo;
 
 use mcuboot::Version;
 
@@ -55,6 +56,7 @@ enum Board {
     Psoc6,
     Tfm,
     Same54,
+    Traveo,
 }
 
 impl Board {
@@ -63,9 +65,7 @@ impl Board {
             "psoc6" => Ok(Self::Psoc6),
             "tfm" => Ok(Self::Tfm),
             "same54" => Ok(Self::Same54),
-            "traveo" => Err(format!(
-                "board '{s}' is not wired into qemu-boot yet (psoc6, tfm and same54 are; see examples/README.md)"
-            )),
+            "traveo" => Ok(Self::Traveo),
             _ => Err(format!("unknown board '{s}' (psoc6, tfm, same54, traveo)")),
         }
     }
@@ -193,19 +193,21 @@ const USAGE: &str = "usage:
   qemu-boot package --board B --image FW.bin --version X.Y.Z --key KEY --sign-key OTA_KEY --out OTA.bin
   qemu-boot stage   --board B --flash FILE --image FW.bin --version X.Y.Z --key KEY --sign-key OTA_KEY
   qemu-boot boot    --board B --flash FILE --key KEY --out IMAGE.bin
-boards: psoc6, tfm, same54 (traveo: not yet)
-same54 images carry no version: --version is printed only, and the raw binary is the OTA file";
+boards: psoc6, tfm, same54, traveo
+same54 images carry no version: --version is printed only, and the raw binary is the OTA file
+traveo: --key is the DBM's RSA-2048 key; boot also writes FILE.mapping (the bank mapping)";
 
 /// Package `--image` for the board and sign the file with `--sign-key`.
 fn package(board: Board, a: &Args) -> Result<(Vec<u8>, Vec<u8>), String> {
     let fw = read(a.get("image")?)?;
     let version = Version::parse(a.get("version")?)?;
-    let key = signing_key(a.get("key")?)?;
     let ota = signing_key(a.get("sign-key")?)?;
+    let key = || signing_key(a.get("key")?);
     let file = match board {
-        Board::Psoc6 => psoc6::package(&fw, version, &key)?,
-        Board::Tfm => tfm::package(&fw, version, &key)?,
+        Board::Psoc6 => psoc6::package(&fw, version, &key()?)?,
+        Board::Tfm => tfm::package(&fw, version, &key()?)?,
         Board::Same54 => fw,
+        Board::Traveo => traveo::package(&fw, version, &traveo::DbmKey::load(a.get("key")?)?)?,
     };
     let sig: Signature = ota.sign(&file);
     Ok((file, sig.to_der().as_bytes().to_vec()))
@@ -224,11 +226,14 @@ fn run(args: &[String]) -> Result<(), String> {
             a.only(&["board", "flash", "image", "version", "key"])?;
             let fw = read(a.get("image")?)?;
             let version = Version::parse(a.get("version")?)?;
-            let key = signing_key(a.get("key")?)?;
+            let key = || signing_key(a.get("key")?);
             let flash = match board {
-                Board::Psoc6 => psoc6::factory(&fw, version, &key)?,
-                Board::Tfm => tfm::factory(&fw, version, &key)?,
-                Board::Same54 => same54::factory(&fw, &key)?,
+                Board::Psoc6 => psoc6::factory(&fw, version, &key()?)?,
+                Board::Tfm => tfm::factory(&fw, version, &key()?)?,
+                Board::Same54 => same54::factory(&fw, &key()?)?,
+                Board::Traveo => {
+                    traveo::factory(&fw, version, &traveo::DbmKey::load(a.get("key")?)?)?
+                }
             };
             write(a.get("flash")?, &flash)?;
             println!(
@@ -256,6 +261,10 @@ fn run(args: &[String]) -> Result<(), String> {
             let flash = match board {
                 Board::Psoc6 => psoc6::stage(flash, &file, &sig, &mut ota)?,
                 Board::Same54 => same54::stage(flash, &file, &sig, &mut ota)?,
+                Board::Traveo => {
+                    let key = traveo::DbmKey::load(a.get("key")?)?;
+                    traveo::stage(flash, &file, &sig, &mut ota, &key)?
+                }
                 Board::Tfm => {
                     let bl2 = verifier(a.get("key")?)?;
                     tfm::stage(
@@ -276,15 +285,21 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "boot" => {
             a.only(&["board", "flash", "key", "out"])?;
-            let key = verifier(a.get("key")?)?;
+            let key = || verifier(a.get("key")?);
             let path = a.get("flash")?;
             let flash = read(path)?;
-            let result = match board {
-                Board::Tfm => tfm::boot(flash, *key.verifying_key()),
-                Board::Psoc6 => psoc6::boot(flash, key),
-                Board::Same54 => same54::boot(flash, key),
+            let (flash, booted) = match board {
+                Board::Tfm => tfm::boot(flash, *key()?.verifying_key())?,
+                Board::Psoc6 => psoc6::boot(flash, key()?)?,
+                Board::Same54 => same54::boot(flash, key()?)?,
+                Board::Traveo => {
+                    let (flash, booted, mapping) =
+                        traveo::boot(flash, &traveo::DbmKey::load(a.get("key")?)?)?;
+                    // FLASH_CTL's MAIN_MAP, for the firmware: not part of the flash.
+                    write(&format!("{path}.mapping"), &[traveo::mapping_byte(mapping)])?;
+                    (flash, booted)
+                }
             };
-            let (flash, booted) = result?;
             write(path, &flash)?;
             write(a.get("out")?, &booted.payload)?;
             println!(
