@@ -102,7 +102,7 @@ fn app_version(v: Version) -> Result<AppVersion, String> {
 
 /// The signed CM0+ image of `fw` (see the module docs).
 pub fn package(fw: &[u8], version: Version, key: &DbmKey) -> Result<Vec<u8>, String> {
-    let obj_size = (VT_OFFSET as usize + fw.len()).next_multiple_of(4);
+    let obj_size = VT_OFFSET as usize + fw.len();
     if obj_size > CONFIG.cm0_signature_limit as usize {
         return Err(format!(
             "firmware of {} bytes does not fit the CM0+ region (objSize {obj_size:#x} > {:#x})",
@@ -266,7 +266,7 @@ mod tests {
         Sha256EcdsaP256Verifier::from_verifying_key(*ota_key().verifying_key())
     }
     fn fw(tag: u8) -> Vec<u8> {
-        (0..6000u32).map(|i| (i as u8) ^ tag).collect()
+        (0..6001u32).map(|i| (i as u8) ^ tag).collect()
     }
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
