@@ -4,6 +4,7 @@
 #   examples/run-boot.sh psoc6    # example-psoc6 on mps2-an386, Cypress MCUboot v1.8 swap
 #   examples/run-boot.sh tfm      # example-tfm on mps2-an505, TF-M BL2 + FWU partition
 #   examples/run-boot.sh same54   # example-same54 on mps2-an386, aws_bootloader (bank swap)
+#   examples/run-boot.sh traveo   # example-traveo on mps2-an500, TRAVEO T2G Dual Bank Manager
 #
 # (examples/<board>/run.sh call this.) Builds `qemu-boot` (root workspace) and example-<board>
 # three times: 1.0.0, 2.0.0, and 2.0.0 whose self-test fails. Each "reset" is `qemu-boot boot`
@@ -23,7 +24,8 @@ case "$board" in
   psoc6) MACHINE=mps2-an386 ;;
   tfm) MACHINE=mps2-an505 ;;
   same54) MACHINE=mps2-an386 ;;
-  *) echo "usage: $0 psoc6|tfm|same54" >&2; exit 2 ;;
+  traveo) MACHINE=mps2-an500 ;;
+  *) echo "usage: $0 psoc6|tfm|same54|traveo" >&2; exit 2 ;;
 esac
 runner_name=run-$board
 example=example-$board
@@ -55,22 +57,28 @@ build_firmware v1 1.0.0 pass
 build_firmware v2 2.0.0 pass
 build_firmware v2-bad 2.0.0 fail
 
-say "test keys: MCUboot signing key and OTA code-signing key (P-256)"
+say "test keys: bootloader key and OTA code-signing key (P-256; TRAVEO's DBM: RSA-2048)"
 for key in mcuboot ota; do
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$key.pem" 2>"$work/openssl.log" ||
     fail "openssl could not make $key.pem"
 done
+if [ "$board" = traveo ]; then
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/dbm.pem" 2>"$work/openssl.log" ||
+    fail "openssl could not make dbm.pem"
+fi
 
 flash="$work/$board.flash"
 # The key the bootloader trusts. SAME54's aws_bootloader checks the OTA code-signing signature
 # itself (its descriptor carries it), so there both are the same key.
 boot_key="$work/mcuboot.pem"
 [ "$board" != same54 ] || boot_key="$work/ota.pem"
+[ "$board" != traveo ] || boot_key="$work/dbm.pem"
 # The state the old image reads after the rollback. pal-same54 reports Invalid while the upper
 # descriptor still holds the refused image (its refinement of the vendor mapping, see its
-# README): the agent reports the failed job from that. The MCUboot-based PALs read Valid.
+# README): the agent reports the failed job from that; pal-traveo likewise from its trial
+# record, which names the other mapping. The MCUboot-based PALs read Valid.
 rolled_back_state=Valid
-[ "$board" != same54 ] || rolled_back_state=Invalid
+case "$board" in same54 | traveo) rolled_back_state=Invalid ;; esac
 boot_image="$work/run.bin"
 boots=0
 

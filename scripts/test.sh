@@ -82,6 +82,7 @@ if [ "$QEMU" = 1 ]; then
     cargo fmt --all -- --check
     cargo clippy --release -p qemu-hello -p qemu-mps2 -p example-psoc6 -p example-same54 \
       -- -D warnings
+    cargo clippy --release -p example-traveo --no-default-features --features mps2-an500 -- -D warnings
     cargo clippy --release -p qemu-hello --no-default-features --features mps2-an505 \
       --target thumbv8m.main-none-eabihf -- -D warnings
     cargo clippy --release -p example-tfm --target thumbv8m.main-none-eabihf -- -D warnings
@@ -91,6 +92,7 @@ if [ "$QEMU" = 1 ]; then
     ./psoc6/run.sh
     ./tfm/run.sh
     ./same54/run.sh
+    ./traveo/run.sh
   )
 fi
 
