@@ -111,6 +111,25 @@ reset() {
   say "boot $boots: $version $state (QEMU $boot_seconds s)"
 }
 
+# The OTA file the runner will hand to `ota job create` once the agent runs in the firmware: its
+# signature must be what standard tools verify (DER ECDSA P-256 over SHA-256 of the file).
+tool package package --image "$work/v2.bin" --version 2.0.0 --key "$boot_key" \
+  --sign-key "$work/ota.pem" --out "$work/ota-v2.bin"
+openssl pkey -in "$work/ota.pem" -pubout -out "$work/ota-pub.pem" 2>>"$work/openssl.log" ||
+  fail "openssl could not extract the OTA public key"
+openssl dgst -sha256 -verify "$work/ota-pub.pem" -signature "$work/ota-v2.bin.sig" \
+  "$work/ota-v2.bin" >>"$work/openssl.log" 2>&1 || fail "openssl does not verify the package's signature"
+say "package: ota-v2.bin and its signature verify with openssl"
+case "$board" in
+  psoc6 | tfm)
+    # MCUboot's own tool must accept qemu-boot's image (header, TLVs, signature).
+    command -v imgtool >/dev/null 2>&1 || fail "imgtool not found: run scripts/setup.sh (PyPI imgtool)"
+    run_waiting "$work/imgtool.log" timeout 60 imgtool verify -k "$boot_key" "$work/ota-v2.bin" ||
+      fail "imgtool does not verify qemu-boot's MCUboot image"
+    say "package: imgtool verify: $(head -n 1 "$work/imgtool.log")"
+    ;;
+esac
+
 scenario_start=$(now)
 say "scenario update: 1.0.0 -> 2.0.0, confirmed"
 rm -f "$flash"
