@@ -59,11 +59,11 @@ build_firmware v2-bad 2.0.0 fail
 
 say "test keys: bootloader key and OTA code-signing key (P-256; TRAVEO's DBM: RSA-2048)"
 for key in mcuboot ota; do
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$key.pem" 2>"$work/openssl.log" ||
+  timeout 60 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$key.pem" 2>"$work/openssl.log" ||
     fail "openssl could not make $key.pem"
 done
 if [ "$board" = traveo ]; then
-  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/dbm.pem" 2>"$work/openssl.log" ||
+  timeout 60 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/dbm.pem" 2>"$work/openssl.log" ||
     fail "openssl could not make dbm.pem"
 fi
 
@@ -115,9 +115,9 @@ reset() {
 # signature must be what standard tools verify (DER ECDSA P-256 over SHA-256 of the file).
 tool package package --image "$work/v2.bin" --version 2.0.0 --key "$boot_key" \
   --sign-key "$work/ota.pem" --out "$work/ota-v2.bin"
-openssl pkey -in "$work/ota.pem" -pubout -out "$work/ota-pub.pem" 2>>"$work/openssl.log" ||
+timeout 60 openssl pkey -in "$work/ota.pem" -pubout -out "$work/ota-pub.pem" 2>>"$work/openssl.log" ||
   fail "openssl could not extract the OTA public key"
-openssl dgst -sha256 -verify "$work/ota-pub.pem" -signature "$work/ota-v2.bin.sig" \
+timeout 60 openssl dgst -sha256 -verify "$work/ota-pub.pem" -signature "$work/ota-v2.bin.sig" \
   "$work/ota-v2.bin" >>"$work/openssl.log" 2>&1 || fail "openssl does not verify the package's signature"
 say "package: ota-v2.bin and its signature verify with openssl"
 case "$board" in

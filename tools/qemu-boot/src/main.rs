@@ -326,3 +326,42 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let a = Args::parse(&args("--board psoc6 --flash f")).unwrap();
+        assert_eq!(a.get("flash").unwrap(), "f");
+        assert!(a.get("out").unwrap_err().contains("missing --out"));
+        assert!(a
+            .only(&["board"])
+            .unwrap_err()
+            .contains("unknown option --flash"));
+        assert!(Args::parse(&args("--board")).is_err());
+        assert!(Args::parse(&args("board psoc6")).is_err());
+        assert!(Args::parse(&args("--board a --board b")).is_err());
+        assert!(Board::parse("esp32").is_err());
+        assert_eq!(Board::parse("traveo").unwrap(), Board::Traveo);
+    }
+
+    #[test]
+    fn errors_exit_non_zero_with_a_message() {
+        assert!(run(&[]).is_err());
+        let e = run(&args(
+            "boot --board psoc6 --flash /nonexistent/f --key /nonexistent/k --out o",
+        ))
+        .unwrap_err();
+        assert!(e.contains("cannot read /nonexistent/"), "{e}");
+        assert!(run(&args("frobnicate --board psoc6"))
+            .unwrap_err()
+            .contains("unknown command"));
+    }
+}
