@@ -41,8 +41,8 @@ qemu_cleanup() {
 qemu_init() {
   machine=${MACHINE:-mps2-an386}
   case "$machine" in
-    mps2-an386 | mps2-an500) target=thumbv7em-none-eabihf ;;
-    mps2-an505 | mps3-an547) target=thumbv8m.main-none-eabihf ;;
+    mps2-an386 | mps2-an500) target=thumbv7em-none-eabihf code_addr=0x00000000 ;;
+    mps2-an505 | mps3-an547) target=thumbv8m.main-none-eabihf code_addr=0x10000000 ;;
     *) say "FAIL: unknown MACHINE $machine (mps2-an386, mps2-an500, mps2-an505, mps3-an547)" >&2; exit 2 ;;
   esac
   shift_n=${ICOUNT_SHIFT:-4}
@@ -144,16 +144,22 @@ build_example() {
 # qemu_boot N LOG: one boot of $elf on $machine, UART0 wired to the broker, in $work (where the
 # semihosting flash files live, so they persist to the next boot). Prints the firmware's log
 # prefixed with [boot N] and returns QEMU's exit status (124: killed after RUN_TIMEOUT).
+# With $boot_image set, QEMU runs that raw binary instead (what a bootloader chose), loaded at
+# the machine's code address $code_addr, whose vector table gives the reset SP and PC; with
+# $port empty, UART0 is not connected.
 qemu_boot() {
-  local n=$1 log=$2 start rc=0
+  local n=$1 log=$2 start rc=0 load serial
+  if [ -n "${boot_image:-}" ]; then load=(-device "loader,file=$boot_image,addr=$code_addr")
+  else load=(-kernel "$elf"); fi
+  if [ -n "${port:-}" ]; then serial=(-chardev "socket,id=mq,host=127.0.0.1,port=$port" -serial chardev:mq)
+  else serial=(-serial null); fi
   start=$(now)
   run_waiting "$log" bash -c 'cd "$1" && shift && exec "$@"' _ "$work" \
     timeout "$run_timeout" qemu-system-arm \
     -M "$machine" -nographic -monitor none \
     -semihosting-config enable=on,target=native \
     -icount "shift=$shift_n,align=off,sleep=off" \
-    -chardev "socket,id=mq,host=127.0.0.1,port=$port" -serial chardev:mq \
-    -kernel "$elf" || rc=$?
+    "${serial[@]}" "${load[@]}" || rc=$?
   boot_seconds=$(seconds_since "$start")
   sed "s/^/  [boot $n] /" "$log"
   return "$rc"

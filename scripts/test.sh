@@ -80,12 +80,19 @@ if [ "$QEMU" = 1 ]; then
   (
     cd examples
     cargo fmt --all -- --check
-    cargo clippy --release -p qemu-hello -p qemu-mps2 -- -D warnings
+    cargo clippy --release -p qemu-hello -p qemu-mps2 -p example-psoc6 -p example-same54 \
+      -- -D warnings
+    cargo clippy --release -p example-traveo --no-default-features --features mps2-an500 -- -D warnings
     cargo clippy --release -p qemu-hello --no-default-features --features mps2-an505 \
       --target thumbv8m.main-none-eabihf -- -D warnings
+    cargo clippy --release -p example-tfm --target thumbv8m.main-none-eabihf -- -D warnings
     cargo test -p qemu-mps2 --features mps2-an386 --target x86_64-unknown-linux-gnu
     ./run-qemu.sh
     MACHINE=mps3-an547 ./run-qemu.sh
+    ./psoc6/run.sh
+    ./tfm/run.sh
+    ./same54/run.sh
+    ./traveo/run.sh
   )
 fi
 
