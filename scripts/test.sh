@@ -31,6 +31,7 @@ if [ "$FUZZ" = 1 ]; then bash scripts/setup.sh --fuzz; else bash scripts/setup.s
 # The no_std library crates and the features their embedded builds use.
 NO_STD_CRATES=(
   "ota-core:"
+  "mcuboot-format:"
   "ota-pal-traits:sim,conformance"
   "pal-psoc6:"
   "pal-psoc6:sim"
