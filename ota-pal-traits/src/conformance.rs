@@ -114,14 +114,7 @@ fn expect_kind(
 }
 
 fn file_of(size: u32) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "",
-        size,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new("", size)
 }
 
 fn len_u32(data: &[u8]) -> u32 {
@@ -150,6 +143,34 @@ where
     r
 }
 
+/// Open the test file, write the data if `write`, close it with `sig` and expect
+/// `SignatureCheckFailed`, then abort: the shape of every failing `CloseFile` check.
+async fn close_expecting_signature_failure<S, V, B>(
+    pal: &mut PalUnderTest<'_, S, V, B>,
+    t: &'static str,
+    write: bool,
+    sig: &[u8],
+) -> Outcome
+where
+    S: ImageStorage,
+    V: ImageVerifier,
+    B: BootControl,
+{
+    let file = file_of(len_u32(pal.data));
+    ok(t, pal.storage.prepare(&file).await)?;
+    if write {
+        ok(t, pal.storage.write(0, pal.data).await)?;
+    }
+    let r = close_file(pal, &file, sig).await;
+    expect_kind(
+        t,
+        "SignatureCheckFailed",
+        PalErrorKind::SignatureCheckFailed,
+        r,
+    )?;
+    ok(t, pal.storage.abort().await)
+}
+
 /// `otaPal_CloseFile_ValidSignature`: write the data, close with the valid signature → Ok.
 pub async fn close_file_valid_signature<S, V, B>(pal: &mut PalUnderTest<'_, S, V, B>) -> Outcome
 where
@@ -175,19 +196,9 @@ where
     V: ImageVerifier,
     B: BootControl,
 {
-    const T: &str = "CloseFile_InvalidSignatureBlockWritten";
-    let file = file_of(len_u32(pal.data));
-    ok(T, pal.storage.prepare(&file).await)?;
-    ok(T, pal.storage.write(0, pal.data).await)?;
     let sig = pal.invalid_signature;
-    let r = close_file(pal, &file, sig).await;
-    expect_kind(
-        T,
-        "SignatureCheckFailed",
-        PalErrorKind::SignatureCheckFailed,
-        r,
-    )?;
-    ok(T, pal.storage.abort().await)
+    close_expecting_signature_failure(pal, "CloseFile_InvalidSignatureBlockWritten", true, sig)
+        .await
 }
 
 /// `otaPal_CloseFile_InvalidSignatureNoBlockWritten` → SignatureCheckFailed.
@@ -199,18 +210,9 @@ where
     V: ImageVerifier,
     B: BootControl,
 {
-    const T: &str = "CloseFile_InvalidSignatureNoBlockWritten";
-    let file = file_of(len_u32(pal.data));
-    ok(T, pal.storage.prepare(&file).await)?;
     let sig = pal.invalid_signature;
-    let r = close_file(pal, &file, sig).await;
-    expect_kind(
-        T,
-        "SignatureCheckFailed",
-        PalErrorKind::SignatureCheckFailed,
-        r,
-    )?;
-    ok(T, pal.storage.abort().await)
+    close_expecting_signature_failure(pal, "CloseFile_InvalidSignatureNoBlockWritten", false, sig)
+        .await
 }
 
 /// Extra (§8.5 asks for a valid signature over the *written* data): the valid signature does
@@ -223,18 +225,9 @@ where
     V: ImageVerifier,
     B: BootControl,
 {
-    const T: &str = "CloseFile_ValidSignatureNoBlockWritten";
-    let file = file_of(len_u32(pal.data));
-    ok(T, pal.storage.prepare(&file).await)?;
     let sig = pal.signature;
-    let r = close_file(pal, &file, sig).await;
-    expect_kind(
-        T,
-        "SignatureCheckFailed",
-        PalErrorKind::SignatureCheckFailed,
-        r,
-    )?;
-    ok(T, pal.storage.abort().await)
+    close_expecting_signature_failure(pal, "CloseFile_ValidSignatureNoBlockWritten", false, sig)
+        .await
 }
 
 /// `otaPal_CreateFileForRx_CreateAnyFile` → Ok; and a file past the capacity →

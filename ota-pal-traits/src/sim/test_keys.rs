@@ -11,8 +11,7 @@
 //! let data = b"an OTA file";
 //! let sig = key.sign(data);
 //! let mut v = key.verifier();
-//! let f = FileInfo { index: 0, path: "", size: data.len() as u32, file_type: 0,
-//!                    attributes: 0, cert_path: "" };
+//! let f = FileInfo::new("", data.len() as u32);
 //! v.begin(&f);
 //! v.update(data);
 //! assert!(block_on(v.finish(sig.as_bytes())).is_ok());
@@ -74,14 +73,7 @@ mod tests {
         let sig = a.sign(b"data");
         assert_eq!(sig.as_bytes()[0], 0x30);
         let mut v = a.verifier();
-        let f = crate::FileInfo {
-            index: 0,
-            path: "",
-            size: 4,
-            file_type: 0,
-            attributes: 0,
-            cert_path: "",
-        };
+        let f = crate::FileInfo::new("", 4);
         v.begin(&f);
         v.update(b"data");
         assert!(crate::sim::block_on(v.finish(sig.as_bytes())).is_ok());

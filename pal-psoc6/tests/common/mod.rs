@@ -70,14 +70,7 @@ pub fn aws_sig(file: &[u8]) -> Vec<u8> {
 }
 
 pub fn file_of(size: usize) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "",
-        size: size as u32,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new("", size as u32)
 }
 
 /// A blank 2 MB PSoC 6 with the factory image `OLD` in the primary slot.

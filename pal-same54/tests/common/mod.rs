@@ -67,14 +67,7 @@ pub fn new_app() -> Vec<u8> {
 }
 
 pub fn file(size: usize) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "",
-        size: size as u32,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new("", size as u32)
 }
 
 /// A board with the factory image.

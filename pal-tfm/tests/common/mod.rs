@@ -86,14 +86,7 @@ pub fn aws_sign(data: &[u8]) -> Vec<u8> {
 }
 
 pub fn file(path: &str, size: usize) -> FileInfo<'_> {
-    FileInfo {
-        index: 0,
-        path,
-        size: size as u32,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new(path, size as u32)
 }
 
 pub fn verifier<'s, 'd>(sim: &'s Sim<'d>) -> CandidateDigestVerifier<&'s Sim<'d>, P256Crypto> {

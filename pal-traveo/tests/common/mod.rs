@@ -125,12 +125,8 @@ pub fn make_image(keys: &Keys, version: AppVersion) -> Vec<u8> {
 
 pub fn file_info(len: usize) -> FileInfo<'static> {
     FileInfo {
-        index: 0,
-        path: "",
-        size: len as u32,
         file_type: FIRMWARE_FILE_TYPE,
-        attributes: 0,
-        cert_path: "",
+        ..FileInfo::new("", len as u32)
     }
 }
 
