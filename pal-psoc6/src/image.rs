@@ -315,6 +315,64 @@ mod tests {
     }
 
     #[cfg(feature = "sim")]
+    fn built(payload: &[u8]) -> (std::vec::Vec<u8>, Sha256EcdsaP256Verifier) {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let key = Sha256EcdsaP256Verifier::from_verifying_key(*sk.verifying_key());
+        let mut img = std::vec![0u8; 0x400 + payload.len() + 256];
+        let n = build_signed_image(payload, ImageVersion::new(2, 0, 0, 1), 0x400, &sk, &mut img)
+            .unwrap();
+        img.truncate(n);
+        (img, key)
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn tlv_area_order_and_stated_digest() {
+        let (img, _) = built(b"payload");
+        let body = 0x400 + 7;
+        // imgtool's order: info 0x6907, SHA256, KEYHASH, ECDSA_SIG.
+        assert_eq!(&img[body..body + 2], &[0x07, 0x69]);
+        assert_eq!(&img[body + 4..body + 8], &[0x10, 0x00, 32, 0]);
+        assert_eq!(&img[body + 40..body + 44], &[0x01, 0x00, 32, 0]);
+        assert_eq!(&img[body + 76..body + 78], &[0x22, 0x00]);
+        let tot = u16::from_le_bytes([img[body + 2], img[body + 3]]) as usize;
+        assert_eq!(body + tot, img.len());
+        let (h, d) = block_on(stated_digest(&mut &img[..])).unwrap().unwrap();
+        assert_eq!(h.version, ImageVersion::new(2, 0, 0, 1));
+        assert_eq!(&d[..], &img[body + 8..body + 40]);
+        // Cut inside the TLV area: no stated digest.
+        assert_eq!(
+            block_on(stated_digest(&mut &img[..body + 20])).unwrap(),
+            None
+        );
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn tlv_overrun_and_bad_protected_info_are_refused() {
+        let (img, key) = built(b"payload");
+        let body = 0x400 + 7;
+        let mut scratch = [0u8; 64];
+        // The last TLV claims one byte more than the area holds.
+        let mut over = img.clone();
+        over[body + 78] += 1;
+        let c = block_on(check_image(&mut &over[..], Some(&key), &mut scratch)).unwrap();
+        assert!(!c.tlvs_ok && !c.is_valid_signed(), "{c:?}");
+        // A protected TLV size whose info header is not 0x6908 with that size.
+        let mut prot = img.clone();
+        prot[10] = 8;
+        let c = block_on(check_image(&mut &prot[..], Some(&key), &mut scratch)).unwrap();
+        assert!(c.header.is_some() && !c.tlvs_ok && !c.hash_ok);
+        // A TLV total below its own 4-byte header.
+        let mut short = img.clone();
+        short[body + 2] = 3;
+        short[body + 3] = 0;
+        let c = block_on(check_image(&mut &short[..], Some(&key), &mut scratch)).unwrap();
+        assert!(!c.tlvs_ok);
+        assert_eq!(block_on(stated_digest(&mut &short[..])).unwrap(), None);
+    }
+
+    #[cfg(feature = "sim")]
     #[test]
     fn built_image_passes_and_a_flipped_byte_fails() {
         use p256::ecdsa::SigningKey;

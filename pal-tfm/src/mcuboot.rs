@@ -71,4 +71,33 @@ mod tests {
         );
         assert_eq!(swap_info(1, SWAP_TYPE_TEST), 0x12);
     }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn wrapper_py_tlv_order_is_keyhash_sha256_signature() {
+        // TF-M's wrapper.py writes KEYHASH first (pal-psoc6's imgtool images: SHA256 first).
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let v = psa::ImageVersion {
+            major: 1,
+            minor: 0,
+            patch: 0,
+            build: 0,
+        };
+        let mut out = [0u8; 0x400 + 3 + 256];
+        let n = crate::sim::build_image(&mut out, b"abc", v, &key).unwrap();
+        let body = 0x403;
+        assert_eq!(&out[body..body + 2], &[0x07, 0x69]);
+        assert_eq!(&out[body + 4..body + 8], &[0x01, 0x00, 32, 0]);
+        assert_eq!(&out[body + 40..body + 44], &[0x10, 0x00, 32, 0]);
+        assert_eq!(&out[body + 76..body + 78], &[0x22, 0x00]);
+        assert_eq!(
+            usize::from(u16::from_le_bytes([out[body + 2], out[body + 3]])),
+            n - body
+        );
+        assert!(out[32..0x400].iter().all(|&b| b == 0));
+        assert_eq!(
+            ImageHeader::decode(&out[..32].try_into().unwrap()).img_size,
+            3
+        );
+    }
 }
