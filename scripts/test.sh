@@ -38,6 +38,7 @@ bash scripts/setup.sh "${setup_args[@]}"
 # The no_std library crates and the features their embedded builds use.
 NO_STD_CRATES=(
   "ota-core:"
+  "mcuboot-format:"
   "ota-pal-traits:sim,conformance"
   "ota-expresslink:"
   "pal-psoc6:"

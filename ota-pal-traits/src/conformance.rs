@@ -38,6 +38,18 @@ use crate::{
     PalErrorKind, PlatformImageState,
 };
 
+/// The reference PAL tests' 84-byte `ucDummyData` (spec §8.5): 20 bytes, then `00`..`0a`,
+/// `0c`, `0c`..`3f`. Its reference signature is for a key nobody has; boards sign it with a
+/// test key (e.g. [`crate::sim::test_keys`]).
+pub const DUMMY_DATA: [u8; 84] = [
+    0x83, 0x0b, 0xf0, 0x6a, 0x81, 0xd6, 0xca, 0xd7, 0x08, 0x22, 0x0d, 0x6a, 0x33, 0xfa, 0x31, 0x9f,
+    0xa9, 0x5f, 0xb5, 0x26, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0c,
+    0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b,
+    0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b,
+    0x2c, 0x2d, 0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b,
+    0x3c, 0x3d, 0x3e, 0x3f,
+];
+
 /// The PAL parts under test and the caller's test vectors.
 #[derive(Debug)]
 pub struct PalUnderTest<'a, S, V, B> {
@@ -102,14 +114,7 @@ fn expect_kind(
 }
 
 fn file_of(size: u32) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "",
-        size,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new("", size)
 }
 
 fn len_u32(data: &[u8]) -> u32 {
@@ -138,6 +143,34 @@ where
     r
 }
 
+/// Open the test file, write the data if `write`, close it with `sig` and expect
+/// `SignatureCheckFailed`, then abort: the shape of every failing `CloseFile` check.
+async fn close_expecting_signature_failure<S, V, B>(
+    pal: &mut PalUnderTest<'_, S, V, B>,
+    t: &'static str,
+    write: bool,
+    sig: &[u8],
+) -> Outcome
+where
+    S: ImageStorage,
+    V: ImageVerifier,
+    B: BootControl,
+{
+    let file = file_of(len_u32(pal.data));
+    ok(t, pal.storage.prepare(&file).await)?;
+    if write {
+        ok(t, pal.storage.write(0, pal.data).await)?;
+    }
+    let r = close_file(pal, &file, sig).await;
+    expect_kind(
+        t,
+        "SignatureCheckFailed",
+        PalErrorKind::SignatureCheckFailed,
+        r,
+    )?;
+    ok(t, pal.storage.abort().await)
+}
+
 /// `otaPal_CloseFile_ValidSignature`: write the data, close with the valid signature → Ok.
 pub async fn close_file_valid_signature<S, V, B>(pal: &mut PalUnderTest<'_, S, V, B>) -> Outcome
 where
@@ -163,19 +196,9 @@ where
     V: ImageVerifier,
     B: BootControl,
 {
-    const T: &str = "CloseFile_InvalidSignatureBlockWritten";
-    let file = file_of(len_u32(pal.data));
-    ok(T, pal.storage.prepare(&file).await)?;
-    ok(T, pal.storage.write(0, pal.data).await)?;
     let sig = pal.invalid_signature;
-    let r = close_file(pal, &file, sig).await;
-    expect_kind(
-        T,
-        "SignatureCheckFailed",
-        PalErrorKind::SignatureCheckFailed,
-        r,
-    )?;
-    ok(T, pal.storage.abort().await)
+    close_expecting_signature_failure(pal, "CloseFile_InvalidSignatureBlockWritten", true, sig)
+        .await
 }
 
 /// `otaPal_CloseFile_InvalidSignatureNoBlockWritten` → SignatureCheckFailed.
@@ -187,18 +210,9 @@ where
     V: ImageVerifier,
     B: BootControl,
 {
-    const T: &str = "CloseFile_InvalidSignatureNoBlockWritten";
-    let file = file_of(len_u32(pal.data));
-    ok(T, pal.storage.prepare(&file).await)?;
     let sig = pal.invalid_signature;
-    let r = close_file(pal, &file, sig).await;
-    expect_kind(
-        T,
-        "SignatureCheckFailed",
-        PalErrorKind::SignatureCheckFailed,
-        r,
-    )?;
-    ok(T, pal.storage.abort().await)
+    close_expecting_signature_failure(pal, "CloseFile_InvalidSignatureNoBlockWritten", false, sig)
+        .await
 }
 
 /// Extra (§8.5 asks for a valid signature over the *written* data): the valid signature does
@@ -211,18 +225,9 @@ where
     V: ImageVerifier,
     B: BootControl,
 {
-    const T: &str = "CloseFile_ValidSignatureNoBlockWritten";
-    let file = file_of(len_u32(pal.data));
-    ok(T, pal.storage.prepare(&file).await)?;
     let sig = pal.signature;
-    let r = close_file(pal, &file, sig).await;
-    expect_kind(
-        T,
-        "SignatureCheckFailed",
-        PalErrorKind::SignatureCheckFailed,
-        r,
-    )?;
-    ok(T, pal.storage.abort().await)
+    close_expecting_signature_failure(pal, "CloseFile_ValidSignatureNoBlockWritten", false, sig)
+        .await
 }
 
 /// `otaPal_CreateFileForRx_CreateAnyFile` → Ok; and a file past the capacity →
@@ -487,6 +492,11 @@ mod tests {
     }
 
     fn dummy_data() -> Vec<u8> {
+        DUMMY_DATA.to_vec()
+    }
+
+    #[test]
+    fn dummy_data_is_the_reference_vector() {
         let mut d = vec![
             0x83, 0x0b, 0xf0, 0x6a, 0x81, 0xd6, 0xca, 0xd7, 0x08, 0x22, 0x0d, 0x6a, 0x33, 0xfa,
             0x31, 0x9f, 0xa9, 0x5f, 0xb5, 0x26,
@@ -494,7 +504,7 @@ mod tests {
         d.extend(0u8..=0x0a);
         d.push(0x0c);
         d.extend(0x0cu8..=0x3f);
-        d
+        assert_eq!(d, DUMMY_DATA);
     }
 
     struct Fixture {

@@ -21,6 +21,21 @@ pub struct FileInfo<'a> {
     pub cert_path: &'a str,
 }
 
+impl<'a> FileInfo<'a> {
+    /// File 0 of a job, `size` bytes at `path`, file type 0, no attributes, no certificate
+    /// path; set the other fields with struct update syntax where they matter.
+    pub const fn new(path: &'a str, size: u32) -> Self {
+        Self {
+            index: 0,
+            path,
+            size,
+            file_type: 0,
+            attributes: 0,
+            cert_path: "",
+        }
+    }
+}
+
 /// Stores one received file.
 ///
 /// Call order for one download: [`prepare`](Self::prepare) (or [`resume`](Self::resume) after

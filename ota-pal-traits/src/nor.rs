@@ -323,14 +323,7 @@ mod tests {
     use std::{vec, vec::Vec};
 
     fn file(size: u32) -> FileInfo<'static> {
-        FileInfo {
-            index: 0,
-            path: "",
-            size,
-            file_type: 0,
-            attributes: 0,
-            cert_path: "",
-        }
+        FileInfo::new("", size)
     }
 
     fn pattern(n: usize) -> Vec<u8> {

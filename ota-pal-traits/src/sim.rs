@@ -40,6 +40,8 @@
 //! every later one (reads included) fail with [`SimError::PowerLost`] until
 //! [`SimDevice::power_on`]; the flash then keeps its torn contents.
 
+pub mod test_keys;
+
 use core::cell::RefCell;
 use core::future::Future;
 use core::pin::pin;

@@ -309,14 +309,7 @@ mod tests {
     }
 
     fn file(size: u32) -> FileInfo<'static> {
-        FileInfo {
-            index: 0,
-            path: "",
-            size,
-            file_type: 0,
-            attributes: 0,
-            cert_path: "",
-        }
+        FileInfo::new("", size)
     }
 
     fn verify(v: &mut Sha256EcdsaP256Verifier, data: &[u8], sig: &[u8]) -> Result<(), PalError> {

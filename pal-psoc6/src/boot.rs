@@ -22,10 +22,10 @@
 use embedded_storage_async::nor_flash::NorFlash;
 use ota_pal_traits::{BootControl, FileInfo, PalError, PalErrorKind, PlatformImageState};
 
-use crate::flash::{self, geometry_ok, FlashRegion, SUB_BAD_GEOMETRY};
+use crate::flash::{self, FlashRegion};
 use crate::image::stated_digest;
 use crate::layout::{Config, PendingMode, UpgradeMode, ERASE_VALUE};
-use crate::storage::SUB_BAD_CONFIG;
+use crate::storage::check_setup;
 use crate::trailer::{
     put_flag, put_magic, swap_info, Flag, Magic, Trailer, FLAG_SET, IMAGE_OK_AT, SWAP_INFO_AT,
     SWAP_TYPE_PERM, SWAP_TYPE_TEST,
@@ -54,18 +54,7 @@ pub struct Psoc6BootControl<F> {
 impl<F: NorFlash> Psoc6BootControl<F> {
     /// Boot control for `config` over `flash`.
     pub fn new(flash: F, config: Config) -> Result<Self, PalError> {
-        if !geometry_ok::<F>() {
-            return Err(PalError::with_sub(
-                PalErrorKind::Uninitialized,
-                SUB_BAD_GEOMETRY,
-            ));
-        }
-        if !config.is_consistent() {
-            return Err(PalError::with_sub(
-                PalErrorKind::Uninitialized,
-                SUB_BAD_CONFIG,
-            ));
-        }
+        check_setup::<F>(&config)?;
         Ok(Self {
             flash,
             config,

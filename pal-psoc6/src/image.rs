@@ -9,144 +9,17 @@
 use ota_pal_traits::{ImageStorage, PalError, PalErrorKind, Sha256EcdsaP256Verifier};
 use sha2::{Digest, Sha256};
 
-/// `IMAGE_MAGIC` (bytes `3D B8 F3 96` on flash).
-pub const IMAGE_MAGIC: u32 = 0x96F3_B83D;
-/// `IMAGE_MAGIC_V1` (legacy, not accepted).
-pub const IMAGE_MAGIC_V1: u32 = 0x96F3_B83C;
-/// `IMAGE_HEADER_SIZE`: the fixed part of the header.
-pub const IMAGE_HEADER_SIZE: usize = 32;
-/// Protected TLV info magic.
-pub const TLV_PROT_INFO_MAGIC: u16 = 0x6908;
-/// Unprotected TLV info magic.
-pub const TLV_INFO_MAGIC: u16 = 0x6907;
-/// TLV type KEYHASH.
-pub const TLV_KEYHASH: u16 = 0x01;
-/// TLV type SHA256.
-pub const TLV_SHA256: u16 = 0x10;
-/// TLV type ECDSA_SIG (formerly ECDSA256).
-pub const TLV_ECDSA_SIG: u16 = 0x22;
-/// Largest DER P-256 signature (imgtool before MCUboot 1.5 zero-padded it to 72 bytes).
-pub const MAX_ECDSA_SIG: usize = 72;
-/// `IMAGE_F_ENCRYPTED_AES128 | IMAGE_F_ENCRYPTED_AES256`: not supported by the check.
-pub const IMAGE_F_ENCRYPTED: u32 = 0x04 | 0x08;
-/// The DER SubjectPublicKeyInfo prefix of an uncompressed P-256 key (id-ecPublicKey,
-/// prime256v1, BIT STRING of 66 bytes): imgtool's KEYHASH is SHA-256 of this prefix followed by
-/// the 65-byte point.
-pub const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
+pub use mcuboot_format::header::{
+    ImageHeader, ImageVersion, IMAGE_F_ENCRYPTED, IMAGE_HEADER_SIZE, IMAGE_MAGIC, IMAGE_MAGIC_V1,
+};
+use mcuboot_format::tlv::{decode_header, TlvWalker};
+pub use mcuboot_format::tlv::{
+    MAX_ECDSA_SIG, P256_SPKI_PREFIX, TLV_ECDSA_SIG, TLV_INFO_MAGIC, TLV_KEYHASH,
+    TLV_PROT_INFO_MAGIC, TLV_SHA256,
+};
 
 /// Sub-code: the image ends past the readable area, or its sizes overflow.
 pub const SUB_IMAGE_TOO_LARGE: u32 = 0x300;
-
-/// `struct image_version`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct ImageVersion {
-    /// `iv_major`.
-    pub major: u8,
-    /// `iv_minor`.
-    pub minor: u8,
-    /// `iv_revision`.
-    pub revision: u16,
-    /// `iv_build_num`.
-    pub build: u32,
-}
-
-impl ImageVersion {
-    /// A version from its parts.
-    pub const fn new(major: u8, minor: u8, revision: u16, build: u32) -> Self {
-        Self {
-            major,
-            minor,
-            revision,
-            build,
-        }
-    }
-}
-
-/// The 32-byte `struct image_header`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageHeader {
-    /// `ih_magic`.
-    pub magic: u32,
-    /// `ih_load_addr`.
-    pub load_addr: u32,
-    /// `ih_hdr_size` (0x400 for Cypress).
-    pub hdr_size: u16,
-    /// `ih_protect_tlv_size` (0 when there are no protected TLVs).
-    pub protect_tlv_size: u16,
-    /// `ih_img_size`: payload bytes after the header.
-    pub img_size: u32,
-    /// `ih_flags`.
-    pub flags: u32,
-    /// `ih_ver`.
-    pub version: ImageVersion,
-}
-
-fn le16(b: &[u8], at: usize) -> u16 {
-    let mut x = [0u8; 2];
-    if let Some(s) = b.get(at..at + 2) {
-        x.copy_from_slice(s);
-    }
-    u16::from_le_bytes(x)
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    if let Some(s) = b.get(at..at + 4) {
-        x.copy_from_slice(s);
-    }
-    u32::from_le_bytes(x)
-}
-
-impl ImageHeader {
-    /// Decode the 32 header bytes (any magic; see [`is_valid`](Self::is_valid)).
-    pub fn decode(b: &[u8; IMAGE_HEADER_SIZE]) -> Self {
-        Self {
-            magic: le32(b, 0),
-            load_addr: le32(b, 4),
-            hdr_size: le16(b, 8),
-            protect_tlv_size: le16(b, 10),
-            img_size: le32(b, 12),
-            flags: le32(b, 16),
-            version: ImageVersion {
-                major: b[20],
-                minor: b[21],
-                revision: le16(b, 22),
-                build: le32(b, 24),
-            },
-        }
-    }
-
-    /// Encode into 32 bytes (`_pad1` = 0).
-    pub fn encode(&self) -> [u8; IMAGE_HEADER_SIZE] {
-        let mut b = [0u8; IMAGE_HEADER_SIZE];
-        b[0..4].copy_from_slice(&self.magic.to_le_bytes());
-        b[4..8].copy_from_slice(&self.load_addr.to_le_bytes());
-        b[8..10].copy_from_slice(&self.hdr_size.to_le_bytes());
-        b[10..12].copy_from_slice(&self.protect_tlv_size.to_le_bytes());
-        b[12..16].copy_from_slice(&self.img_size.to_le_bytes());
-        b[16..20].copy_from_slice(&self.flags.to_le_bytes());
-        b[20] = self.version.major;
-        b[21] = self.version.minor;
-        b[22..24].copy_from_slice(&self.version.revision.to_le_bytes());
-        b[24..28].copy_from_slice(&self.version.build.to_le_bytes());
-        b
-    }
-
-    /// Magic is [`IMAGE_MAGIC`] and the header size holds the fixed part.
-    pub fn is_valid(&self) -> bool {
-        self.magic == IMAGE_MAGIC && self.hdr_size as usize >= IMAGE_HEADER_SIZE
-    }
-
-    /// Bytes covered by the SHA256 TLV: header + payload + protected TLVs.
-    pub fn hashed_len(&self) -> Option<u32> {
-        (self.hdr_size as u32)
-            .checked_add(self.img_size)?
-            .checked_add(self.protect_tlv_size as u32)
-    }
-}
 
 /// Something an image can be read from.
 #[allow(async_fn_in_trait)]
@@ -283,27 +156,26 @@ pub async fn check_image<R: ImageSource>(
     let tlv_start = hashed;
     // TLV info headers.
     let mut info = [0u8; 4];
-    let unprot_at = if hdr.protect_tlv_size > 0 {
+    let unprot_at = tlv_start;
+    if hdr.protect_tlv_size > 0 {
         let prot_at = tlv_start - hdr.protect_tlv_size as u32;
         if prot_at.checked_add(4).is_none_or(|e| e > avail) {
             return Ok(out);
         }
         src.read_at(prot_at, &mut info).await?;
-        if le16(&info, 0) != TLV_PROT_INFO_MAGIC || le16(&info, 2) != hdr.protect_tlv_size {
+        if decode_header(info) != (TLV_PROT_INFO_MAGIC, hdr.protect_tlv_size) {
             return Ok(out);
         }
-        tlv_start
-    } else {
-        tlv_start
-    };
+    }
     if unprot_at.checked_add(4).is_none_or(|e| e > avail) {
         return Ok(out);
     }
     src.read_at(unprot_at, &mut info).await?;
-    let tot = le16(&info, 2) as u32;
-    if le16(&info, 0) != TLV_INFO_MAGIC || tot < 4 || unprot_at + tot > avail {
+    let Some(mut tlvs) =
+        TlvWalker::new(unprot_at, info, TLV_INFO_MAGIC).filter(|w| w.end() <= avail)
+    else {
         return Ok(out);
-    }
+    };
     out.tlvs_ok = true;
 
     // Hash header + payload + protected TLVs.
@@ -324,35 +196,30 @@ pub async fn check_image<R: ImageSource>(
     let want_key = key.map(key_hash);
     let mut sig = [0u8; MAX_ECDSA_SIG];
     let mut sig_len = 0usize;
-    let mut at = unprot_at + 4;
-    let end = unprot_at + tot;
     let mut value = [0u8; 32];
-    while at + 4 <= end {
+    while let Some(at) = tlvs.next_at() {
         src.read_at(at, &mut info).await?;
-        let (ty, len) = (le16(&info, 0), le16(&info, 2) as u32);
-        let data_at = at + 4;
-        if data_at + len > end {
+        let Some(e) = tlvs.entry(info) else {
             out.tlvs_ok = false;
             break;
-        }
-        match ty {
-            TLV_SHA256 | TLV_KEYHASH if len == 32 => {
-                src.read_at(data_at, &mut value).await?;
-                if ty == TLV_SHA256 {
+        };
+        match e.ty {
+            TLV_SHA256 | TLV_KEYHASH if e.len == 32 => {
+                src.read_at(e.data_at, &mut value).await?;
+                if e.ty == TLV_SHA256 {
                     out.hash_ok = value == digest;
                 } else {
                     out.key_hash_ok = want_key == Some(value);
                 }
             }
-            TLV_ECDSA_SIG if len as usize <= MAX_ECDSA_SIG => {
-                sig_len = len as usize;
+            TLV_ECDSA_SIG if e.len as usize <= MAX_ECDSA_SIG => {
+                sig_len = e.len as usize;
                 if let Some(s) = sig.get_mut(..sig_len) {
-                    src.read_at(data_at, s).await?;
+                    src.read_at(e.data_at, s).await?;
                 }
             }
             _ => {}
         }
-        at = data_at + len;
     }
     if let (Some(key), true, Some(s)) = (key, out.hash_ok && out.key_hash_ok, sig.get(..sig_len)) {
         if sig_len > 0 {
@@ -373,54 +240,24 @@ pub fn build_signed_image(
     signer: &p256::ecdsa::SigningKey,
     out: &mut [u8],
 ) -> Result<usize, PalError> {
+    use mcuboot_format::tlv::{write_body, write_tlv_area};
     use p256::ecdsa::{signature::hazmat::PrehashSigner, Signature};
     let too_small = PalError::new(PalErrorKind::RxFileTooLarge);
-    let hdr = ImageHeader {
-        magic: IMAGE_MAGIC,
-        load_addr: 0,
-        hdr_size,
-        protect_tlv_size: 0,
-        img_size: u32::try_from(payload.len()).map_err(|_| too_small)?,
-        flags: 0,
-        version,
-    };
-    let h = hdr_size as usize;
-    let body = h + payload.len();
-    out.get_mut(..h).ok_or(too_small)?.fill(0);
-    out.get_mut(..IMAGE_HEADER_SIZE)
-        .ok_or(too_small)?
-        .copy_from_slice(&hdr.encode());
-    out.get_mut(h..body)
-        .ok_or(too_small)?
-        .copy_from_slice(payload);
+    let img_size = u32::try_from(payload.len()).map_err(|_| too_small)?;
+    let hdr = ImageHeader::new(hdr_size, img_size, version);
+    let body = write_body(out, &hdr, payload).ok_or(too_small)?;
     let digest: [u8; 32] = Sha256::digest(out.get(..body).ok_or(too_small)?).into();
     let key = Sha256EcdsaP256Verifier::from_verifying_key(*signer.verifying_key());
     let sig: Signature = signer
         .sign_prehash(&digest)
         .map_err(|_| PalError::new(PalErrorKind::BadSignerCert))?;
     let der = sig.to_der();
-    let der = der.as_bytes();
-    let tot = 4 + (4 + 32) + (4 + 32) + 4 + der.len();
-    let mut w = body;
-    let mut put = |b: &[u8]| -> Result<(), PalError> {
-        out.get_mut(w..w + b.len())
-            .ok_or(too_small)?
-            .copy_from_slice(b);
-        w += b.len();
-        Ok(())
-    };
-    put(&TLV_INFO_MAGIC.to_le_bytes())?;
-    put(&(tot as u16).to_le_bytes())?;
-    put(&TLV_SHA256.to_le_bytes())?;
-    put(&32u16.to_le_bytes())?;
-    put(&digest)?;
-    put(&TLV_KEYHASH.to_le_bytes())?;
-    put(&32u16.to_le_bytes())?;
-    put(&key_hash(&key))?;
-    put(&TLV_ECDSA_SIG.to_le_bytes())?;
-    put(&(der.len() as u16).to_le_bytes())?;
-    put(der)?;
-    Ok(w)
+    let tlvs: [(u16, &[u8]); 3] = [
+        (TLV_SHA256, &digest),
+        (TLV_KEYHASH, &key_hash(&key)),
+        (TLV_ECDSA_SIG, der.as_bytes()),
+    ];
+    write_tlv_area(out, body, &tlvs).ok_or(too_small)
 }
 
 /// The header and the SHA256 TLV value an image *states* (no hashing): enough to tell whether
@@ -443,20 +280,20 @@ pub async fn stated_digest<R: ImageSource>(
         return Ok(None);
     }
     src.read_at(at, &mut info).await?;
-    let tot = le16(&info, 2) as u32;
-    if le16(&info, 0) != TLV_INFO_MAGIC || at + tot > avail {
+    let Some(mut tlvs) = TlvWalker::new(at, info, TLV_INFO_MAGIC).filter(|w| w.end() <= avail)
+    else {
         return Ok(None);
-    }
-    let (mut p, end) = (at + 4, at + tot);
-    while p + 4 <= end {
+    };
+    while let Some(p) = tlvs.next_at() {
         src.read_at(p, &mut info).await?;
-        let (ty, len) = (le16(&info, 0), le16(&info, 2) as u32);
-        if ty == TLV_SHA256 && len == 32 && p + 4 + 32 <= end {
+        let Some(e) = tlvs.entry(info) else {
+            break;
+        };
+        if e.ty == TLV_SHA256 && e.len == 32 {
             let mut d = [0u8; 32];
-            src.read_at(p + 4, &mut d).await?;
+            src.read_at(e.data_at, &mut d).await?;
             return Ok(Some((hdr, d)));
         }
-        p += 4 + len;
     }
     Ok(None)
 }
@@ -468,31 +305,6 @@ mod tests {
     use ota_pal_traits::sim::block_on;
 
     #[test]
-    fn header_bytes_round_trip_and_magic_on_flash() {
-        let h = ImageHeader {
-            magic: IMAGE_MAGIC,
-            load_addr: 0x1001_2000,
-            hdr_size: 0x400,
-            protect_tlv_size: 0,
-            img_size: 0x1234,
-            flags: 0,
-            version: ImageVersion::new(1, 2, 3, 4),
-        };
-        let b = h.encode();
-        assert_eq!(&b[0..4], &[0x3D, 0xB8, 0xF3, 0x96]);
-        assert_eq!(&b[8..10], &[0x00, 0x04]);
-        assert_eq!(&b[12..16], &[0x34, 0x12, 0, 0]);
-        assert_eq!(&b[20..24], &[1, 2, 3, 0]);
-        assert_eq!(&b[24..28], &[4, 0, 0, 0]);
-        assert_eq!(ImageHeader::decode(&b), h);
-        assert!(h.is_valid());
-        assert_eq!(h.hashed_len(), Some(0x400 + 0x1234));
-        let mut v1 = b;
-        v1[0] = 0x3C;
-        assert!(!ImageHeader::decode(&v1).is_valid());
-    }
-
-    #[test]
     fn old_imgtool_zero_padded_signature_is_trimmed() {
         let mut padded = [0u8; 72];
         padded[0] = 0x30;
@@ -502,11 +314,62 @@ mod tests {
         assert_eq!(trim_der(&[]).len(), 0);
     }
 
+    #[cfg(feature = "sim")]
+    fn built(payload: &[u8]) -> (std::vec::Vec<u8>, Sha256EcdsaP256Verifier) {
+        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let key = Sha256EcdsaP256Verifier::from_verifying_key(*sk.verifying_key());
+        let mut img = std::vec![0u8; 0x400 + payload.len() + 256];
+        let n = build_signed_image(payload, ImageVersion::new(2, 0, 0, 1), 0x400, &sk, &mut img)
+            .unwrap();
+        img.truncate(n);
+        (img, key)
+    }
+
+    #[cfg(feature = "sim")]
     #[test]
-    fn spki_prefix_is_the_p256_der_header() {
-        // SEQUENCE(0x59) { SEQUENCE(0x13) { OID 1.2.840.10045.2.1, OID 1.2.840.10045.3.1.7 },
-        // BIT STRING(0x42, 0 unused bits) } : 26 bytes + 65-byte point = 91 = 0x5B bytes.
-        assert_eq!(P256_SPKI_PREFIX.len() + 65, 0x59 + 2);
+    fn tlv_area_order_and_stated_digest() {
+        let (img, _) = built(b"payload");
+        let body = 0x400 + 7;
+        // imgtool's order: info 0x6907, SHA256, KEYHASH, ECDSA_SIG.
+        assert_eq!(&img[body..body + 2], &[0x07, 0x69]);
+        assert_eq!(&img[body + 4..body + 8], &[0x10, 0x00, 32, 0]);
+        assert_eq!(&img[body + 40..body + 44], &[0x01, 0x00, 32, 0]);
+        assert_eq!(&img[body + 76..body + 78], &[0x22, 0x00]);
+        let tot = u16::from_le_bytes([img[body + 2], img[body + 3]]) as usize;
+        assert_eq!(body + tot, img.len());
+        let (h, d) = block_on(stated_digest(&mut &img[..])).unwrap().unwrap();
+        assert_eq!(h.version, ImageVersion::new(2, 0, 0, 1));
+        assert_eq!(&d[..], &img[body + 8..body + 40]);
+        // Cut inside the TLV area: no stated digest.
+        assert_eq!(
+            block_on(stated_digest(&mut &img[..body + 20])).unwrap(),
+            None
+        );
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn tlv_overrun_and_bad_protected_info_are_refused() {
+        let (img, key) = built(b"payload");
+        let body = 0x400 + 7;
+        let mut scratch = [0u8; 64];
+        // The last TLV claims one byte more than the area holds.
+        let mut over = img.clone();
+        over[body + 78] += 1;
+        let c = block_on(check_image(&mut &over[..], Some(&key), &mut scratch)).unwrap();
+        assert!(!c.tlvs_ok && !c.is_valid_signed(), "{c:?}");
+        // A protected TLV size whose info header is not 0x6908 with that size.
+        let mut prot = img.clone();
+        prot[10] = 8;
+        let c = block_on(check_image(&mut &prot[..], Some(&key), &mut scratch)).unwrap();
+        assert!(c.header.is_some() && !c.tlvs_ok && !c.hash_ok);
+        // A TLV total below its own 4-byte header.
+        let mut short = img.clone();
+        short[body + 2] = 3;
+        short[body + 3] = 0;
+        let c = block_on(check_image(&mut &short[..], Some(&key), &mut scratch)).unwrap();
+        assert!(!c.tlvs_ok);
+        assert_eq!(block_on(stated_digest(&mut &short[..])).unwrap(), None);
     }
 
     #[cfg(feature = "sim")]

@@ -15,6 +15,25 @@ pub const SUB_TRIAL_RUNNING: u32 = 0x500;
 /// Sub-code: the configuration is inconsistent (areas overlap or leave the flash).
 pub const SUB_BAD_CONFIG: u32 = 0x501;
 
+/// What both PAL constructors refuse: a flash driver without PSoC 6 geometry
+/// (`Uninitialized` / [`SUB_BAD_GEOMETRY`]) or an inconsistent `config`
+/// (`Uninitialized` / [`SUB_BAD_CONFIG`]), checked in that order.
+pub(crate) fn check_setup<F: NorFlash>(config: &Config) -> Result<(), PalError> {
+    if !geometry_ok::<F>() {
+        return Err(PalError::with_sub(
+            PalErrorKind::Uninitialized,
+            SUB_BAD_GEOMETRY,
+        ));
+    }
+    if !config.is_consistent() {
+        return Err(PalError::with_sub(
+            PalErrorKind::Uninitialized,
+            SUB_BAD_CONFIG,
+        ));
+    }
+    Ok(())
+}
+
 /// The download goes to the secondary slot: bytes `[0, capacity)` where
 /// `capacity = slot size - 512` (the last row is the trailer's, see [`Config::capacity`]).
 ///
@@ -42,18 +61,7 @@ impl<F: NorFlash> Psoc6ImageStorage<F> {
     /// Storage over the secondary slot of `config`. `flash` covers the internal flash from
     /// [`FLASH_BASE`](crate::layout::FLASH_BASE) with 512-byte erase rows.
     pub fn new(flash: F, config: Config) -> Result<Self, PalError> {
-        if !geometry_ok::<F>() {
-            return Err(PalError::with_sub(
-                PalErrorKind::Uninitialized,
-                SUB_BAD_GEOMETRY,
-            ));
-        }
-        if !config.is_consistent() {
-            return Err(PalError::with_sub(
-                PalErrorKind::Uninitialized,
-                SUB_BAD_CONFIG,
-            ));
-        }
+        check_setup::<F>(&config)?;
         let inner = NorFlashImageStorage::new(
             flash,
             config.secondary.offset(),

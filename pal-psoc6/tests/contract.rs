@@ -10,6 +10,7 @@
 
 mod common;
 use common::*;
+use ota_pal_traits::conformance::DUMMY_DATA;
 
 use ota_pal_traits::conformance::{run_all, PalUnderTest};
 use ota_pal_traits::sim::block_on;
@@ -18,26 +19,12 @@ use pal_psoc6::Config;
 
 const PRESETS: [Config; 2] = [Config::V1_8_SWAP, Config::V1_5_0_OVERWRITE];
 
-/// §8.5 `ucDummyData` (84 bytes) and its valid ECDSA-P256/SHA-256 signature are for a key we
-/// do not have; sign the same bytes with the test key instead.
-fn dummy_data() -> Vec<u8> {
-    let mut d = vec![
-        0x83, 0x0b, 0xf0, 0x6a, 0x81, 0xd6, 0xca, 0xd7, 0x08, 0x22, 0x0d, 0x6a, 0x33, 0xfa, 0x31,
-        0x9f, 0xa9, 0x5f, 0xb5, 0x26,
-    ];
-    d.extend(0u8..=0x0b);
-    d.extend(0x0cu8..=0x3f);
-    d[31] = 0x0c;
-    assert_eq!(d.len(), 84);
-    d
-}
-
 #[test]
 fn conformance_suite_passes_on_both_presets() {
     for cfg in PRESETS {
         let dev = device(&cfg);
         let (mut s, mut b) = pal(&dev, cfg);
-        let data = dummy_data();
+        let data = DUMMY_DATA.to_vec();
         let sig = aws_sig(&data);
         let mut bad = sig.clone();
         let l = bad.len();

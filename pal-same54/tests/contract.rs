@@ -10,29 +10,17 @@
 mod common;
 
 use common::*;
+use ota_pal_traits::conformance::DUMMY_DATA;
 use ota_pal_traits::conformance::{self, PalUnderTest};
 use ota_pal_traits::sim::block_on;
 use ota_pal_traits::{BootControl, ImageStorage, PalErrorKind, PlatformImageState};
 use pal_same54::{Config, ImageState, SUB_NO_SIGNATURE};
 
-/// The reference 84-byte `ucDummyData` (spec §8.5).
-fn dummy_data() -> Vec<u8> {
-    let mut d = vec![
-        0x83, 0x0b, 0xf0, 0x6a, 0x81, 0xd6, 0xca, 0xd7, 0x08, 0x22, 0x0d, 0x6a, 0x33, 0xfa, 0x31,
-        0x9f, 0xa9, 0x5f, 0xb5, 0x26,
-    ];
-    d.extend(0u8..=0x0a);
-    d.push(0x0c);
-    d.extend(0x0cu8..=0x3f);
-    assert_eq!(d.len(), 84);
-    d
-}
-
 fn run_suite(config: Config) -> Result<(), conformance::Failure> {
     let board = factory_board();
     let (mut storage, mut boot) = pal(&board, config);
     let mut verifier = verifier();
-    let data = dummy_data();
+    let data = DUMMY_DATA.to_vec();
     let sig = sign(&data);
     let mut bad = sig.clone();
     let n = bad.len();
@@ -84,7 +72,7 @@ fn write_single_byte_and_read_it_back() {
 fn write_many_blocks_at_block_offsets_in_any_order() {
     let board = factory_board();
     let (mut s, _b) = pal(&board, Config::default());
-    let data = dummy_data();
+    let data = DUMMY_DATA.to_vec();
     let page = 512usize;
     let size = page * 9 + data.len();
     let image: Vec<u8> = (0..size).map(|i| data[i % data.len()]).collect();

@@ -48,8 +48,13 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ImageSlots, Layout};
 use crate::mcuboot::{
-    self, flag_record, swap_info, swap_type, Flag, ImageHeader, Magic, Trailer, BOOT_MAGIC,
-    FLAG_SET, IMAGE_HEADER_SIZE, SWAP_PERM, SWAP_REVERT, SWAP_TEST, TRAILER_LEN,
+    decide, decode_header, swap_info, write_body, write_tlv_area, Flag, ImageHeader, Magic,
+    TlvWalker, Trailer, FLAG_SET, IMAGE_HEADER_SIZE, MAX_ALIGN, P256_SPKI_PREFIX, TFM_HEADER_SIZE,
+    TLV_ECDSA_SIG, TLV_INFO_MAGIC, TLV_KEYHASH, TLV_SHA256, TRAILER_LEN,
+};
+use crate::mcuboot::{
+    COPY_DONE_FROM_END, IMAGE_OK_FROM_END, MAGIC, MAGIC_FROM_END, SWAP_INFO_FROM_END,
+    SWAP_TYPE_PERM, SWAP_TYPE_REVERT, SWAP_TYPE_TEST,
 };
 use crate::psa::{
     ComponentId, ComponentInfo, ComponentState, ImageVersion, PsaFwu, Status,
@@ -61,6 +66,24 @@ pub const MAX_IMAGES: usize = 4;
 /// Erased value of the Corstone flash model.
 pub const ERASED: u8 = 0xFF;
 const CHUNK: usize = 256;
+
+/// One 8-byte trailer record on this flash: `value` and 7 erased bytes (§1.4).
+const fn flag_record(value: u8) -> [u8; MAX_ALIGN] {
+    crate::mcuboot::flag_record(value, ERASED)
+}
+
+/// A trailer field's distance from the slot end, as a flash offset.
+const fn from_end(d: usize) -> u32 {
+    d as u32
+}
+
+/// SHA-256 of the DER SubjectPublicKeyInfo of `key`: the KEYHASH TLV (§1.3).
+fn key_hash(key: &VerifyingKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(P256_SPKI_PREFIX);
+    h.update(key.to_encoded_point(false).as_bytes());
+    h.finalize().into()
+}
 
 /// A running image after [`SimTfm::boot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,10 +168,7 @@ impl<'d, M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> SimTfm<'d, M, SECTOR
             return Err(SimError::BadGeometry);
         }
         let flash = dev.view::<1, SECTOR>(0, layout.flash_size)?;
-        let mut spki = [0u8; 91];
-        spki[..26].copy_from_slice(&mcuboot::P256_SPKI_PREFIX);
-        spki[26..].copy_from_slice(bl2_key.to_encoded_point(false).as_bytes());
-        let key_hash: [u8; 32] = Sha256::digest(spki).into();
+        let key_hash = key_hash(&bl2_key);
         let sim = Self {
             flash: RefCell::new(flash),
             layout,
@@ -274,9 +294,10 @@ impl<'d, M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> SimTfm<'d, M, SECTOR
     pub fn validate(&self, slot: u32, size: u32) -> R<Option<ImageVersion>> {
         let mut hb = [0u8; IMAGE_HEADER_SIZE];
         self.read(slot, &mut hb)?;
-        let Some(h) = ImageHeader::decode(&hb) else {
+        let h = ImageHeader::decode(&hb);
+        if !h.has_magic() {
             return Ok(None);
-        };
+        }
         let body = u32::from(h.hdr_size).checked_add(h.img_size);
         let Some(body) = body.filter(|&b| b <= size && h.hdr_size as usize >= IMAGE_HEADER_SIZE)
         else {
@@ -289,42 +310,34 @@ impl<'d, M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> SimTfm<'d, M, SECTOR
         let digest = self.hash_range(slot, covered)?;
         let mut info = [0u8; 4];
         self.read(slot + covered, &mut info)?;
-        let [m0, m1, t0, t1] = info;
-        if u16::from_le_bytes([m0, m1]) != mcuboot::TLV_INFO_MAGIC {
+        let tlvs = TlvWalker::new(covered, info, TLV_INFO_MAGIC);
+        let Some(mut tlvs) = tlvs.filter(|w| w.end() <= size) else {
             return Ok(None);
-        }
-        let end = covered + u32::from(u16::from_le_bytes([t0, t1]));
-        if end > size {
-            return Ok(None);
-        }
+        };
         let (mut sha_ok, mut key_ok, mut sig_ok) = (false, false, false);
-        let mut pos = covered + 4;
-        while pos + 4 <= end {
+        while let Some(pos) = tlvs.next_at() {
             let mut th = [0u8; 4];
             self.read(slot + pos, &mut th)?;
-            let [a, b, c, d] = th;
-            let (ty, len) = (u16::from_le_bytes([a, b]), u16::from_le_bytes([c, d]));
             let mut v = [0u8; 128];
-            let Some(val) = v.get_mut(..len as usize) else {
+            let Some(val) = v.get_mut(..decode_header(th).1 as usize) else {
                 return Ok(None);
             };
-            if pos + 4 + u32::from(len) > end {
+            let Some(e) = tlvs.entry(th) else {
                 return Ok(None);
-            }
-            self.read(slot + pos + 4, val)?;
-            match ty {
-                mcuboot::TLV_SHA256 => sha_ok = *val == digest,
-                mcuboot::TLV_KEYHASH => key_ok = *val == self.key_hash,
-                mcuboot::TLV_ECDSA_SIG => {
+            };
+            self.read(slot + e.data_at, val)?;
+            match e.ty {
+                TLV_SHA256 => sha_ok = *val == digest,
+                TLV_KEYHASH => key_ok = *val == self.key_hash,
+                TLV_ECDSA_SIG => {
                     sig_ok = key_ok
                         && Signature::from_der(val)
                             .is_ok_and(|s| self.key.verify_prehash(&digest, &s).is_ok())
                 }
                 _ => {}
             }
-            pos += 4 + u32::from(len);
         }
-        Ok((sha_ok && key_ok && sig_ok).then_some(h.version))
+        Ok((sha_ok && key_ok && sig_ok).then_some(h.version.into()))
     }
 
     // ---- BL2 --------------------------------------------------------------------------
@@ -365,16 +378,16 @@ impl<'d, M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> SimTfm<'d, M, SECTOR
             }
             let prim = self.trailer(s.primary, s.size)?;
             let sec = self.trailer(s.secondary, s.size)?;
-            let ty = swap_type(&prim, &sec);
+            let ty = decide(&prim, &sec).code();
             match ty {
-                SWAP_TEST | SWAP_PERM => {
+                SWAP_TYPE_TEST | SWAP_TYPE_PERM => {
                     if self.validate(s.secondary, self.usable(&s))?.is_some() {
                         self.start_swap(idx, ty)?;
                     } else {
                         self.erase(s.secondary + self.usable(&s), s.secondary + s.size)?;
                     }
                 }
-                SWAP_REVERT => self.start_swap(idx, SWAP_REVERT)?,
+                SWAP_TYPE_REVERT => self.start_swap(idx, SWAP_TYPE_REVERT)?,
                 _ => {}
             }
         }
@@ -417,7 +430,7 @@ impl<'d, M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> SimTfm<'d, M, SECTOR
         let mut hdr = [0u8; 5];
         self.read(self.status_base() + ST_HEADER, &mut hdr)?;
         let [a, b, c, idx, ty] = hdr;
-        let known = [SWAP_TEST, SWAP_PERM, SWAP_REVERT].contains(&ty);
+        let known = [SWAP_TYPE_TEST, SWAP_TYPE_PERM, SWAP_TYPE_REVERT].contains(&ty);
         if !self.done(ST_COMMIT)?
             || [a, b, c] != ST_MAGIC
             || self.layout.images.get(idx as usize).is_none()
@@ -458,16 +471,10 @@ impl<'d, M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> SimTfm<'d, M, SECTOR
             if !self.done(ST_PRIMARY_TRAILER)? {
                 let end = s.primary + s.size;
                 self.erase(end - sec, end)?;
-                self.write(end - mcuboot::MAGIC_FROM_END, &BOOT_MAGIC)?;
-                self.write(
-                    end - mcuboot::COPY_DONE_FROM_END,
-                    &flag_record(FLAG_SET, ERASED),
-                )?;
-                if ty != SWAP_TEST {
-                    self.write(
-                        end - mcuboot::IMAGE_OK_FROM_END,
-                        &flag_record(FLAG_SET, ERASED),
-                    )?;
+                self.write(end - from_end(MAGIC_FROM_END), &MAGIC)?;
+                self.write(end - from_end(COPY_DONE_FROM_END), &flag_record(FLAG_SET))?;
+                if ty != SWAP_TYPE_TEST {
+                    self.write(end - from_end(IMAGE_OK_FROM_END), &flag_record(FLAG_SET))?;
                 }
                 self.record(ST_PRIMARY_TRAILER)?;
             }
@@ -523,9 +530,12 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> PsaFwu for SimTfm<'_, M,
             .ok_or(Status::DOES_NOT_EXIST)?;
         let mut hb = [0u8; IMAGE_HEADER_SIZE];
         self.read(s.primary, &mut hb).map_err(storage)?;
-        let version = ImageHeader::decode(&hb)
-            .map(|h| h.version)
-            .unwrap_or_default();
+        let h = ImageHeader::decode(&hb);
+        let version = if h.has_magic() {
+            h.version.into()
+        } else {
+            ImageVersion::default()
+        };
         let digest = match rt.state {
             ComponentState::Candidate | ComponentState::Staged => rt.digest,
             _ => [0; 32],
@@ -613,11 +623,11 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> PsaFwu for SimTfm<'_, M,
             let end = s.secondary + s.size;
             let r = match t.magic {
                 Magic::Unset => self
-                    .write(end - mcuboot::MAGIC_FROM_END, &BOOT_MAGIC)
+                    .write(end - from_end(MAGIC_FROM_END), &MAGIC)
                     .and_then(|()| {
                         self.write(
-                            end - mcuboot::SWAP_INFO_FROM_END,
-                            &flag_record(swap_info(i as u8, SWAP_TEST), ERASED),
+                            end - from_end(SWAP_INFO_FROM_END),
+                            &flag_record(swap_info(i as u8, SWAP_TYPE_TEST)),
                         )
                     }),
                 Magic::Good => Ok(()),
@@ -653,8 +663,8 @@ impl<M: AsRef<[u8]> + AsMut<[u8]>, const SECTOR: usize> PsaFwu for SimTfm<'_, M,
                 Err(e) => return storage(e),
             };
             if t.magic == Magic::Good && t.image_ok == Flag::Unset {
-                let at = s.primary + s.size - mcuboot::IMAGE_OK_FROM_END;
-                if let Err(e) = self.write(at, &flag_record(FLAG_SET, ERASED)) {
+                let at = s.primary + s.size - from_end(IMAGE_OK_FROM_END);
+                if let Err(e) = self.write(at, &flag_record(FLAG_SET)) {
                     return storage(e);
                 }
             }
@@ -743,48 +753,19 @@ pub fn build_image(
     key: &p256::ecdsa::SigningKey,
 ) -> Option<usize> {
     use p256::ecdsa::signature::hazmat::PrehashSigner;
-    let hdr_size = usize::from(mcuboot::TFM_HEADER_SIZE);
-    let body = hdr_size + payload.len();
-    let h = ImageHeader {
-        load_addr: 0,
-        hdr_size: mcuboot::TFM_HEADER_SIZE,
-        protect_tlv_size: 0,
-        img_size: u32::try_from(payload.len()).ok()?,
-        flags: 0,
-        version,
-    };
-    out.get_mut(..hdr_size)?.fill(0);
-    out.get_mut(..IMAGE_HEADER_SIZE)?
-        .copy_from_slice(&h.encode());
-    out.get_mut(hdr_size..body)?.copy_from_slice(payload);
+    let h = ImageHeader::new(
+        TFM_HEADER_SIZE,
+        u32::try_from(payload.len()).ok()?,
+        version.into(),
+    );
+    let body = write_body(out, &h, payload)?;
     let digest: [u8; 32] = Sha256::digest(out.get(..body)?).into();
-    let vk = key.verifying_key();
-    let mut spki = [0u8; 91];
-    spki[..26].copy_from_slice(&mcuboot::P256_SPKI_PREFIX);
-    spki[26..].copy_from_slice(vk.to_encoded_point(false).as_bytes());
-    let key_hash: [u8; 32] = Sha256::digest(spki).into();
     let sig: Signature = key.sign_prehash(&digest).ok()?;
     let der = sig.to_der();
-    let der = der.as_bytes();
-    let mut pos = body + 4;
-    for (ty, val) in [
-        (mcuboot::TLV_KEYHASH, &key_hash[..]),
-        (mcuboot::TLV_SHA256, &digest[..]),
-        (mcuboot::TLV_ECDSA_SIG, der),
-    ] {
-        let len = u16::try_from(val.len()).ok()?;
-        out.get_mut(pos..pos + 2)?
-            .copy_from_slice(&ty.to_le_bytes());
-        out.get_mut(pos + 2..pos + 4)?
-            .copy_from_slice(&len.to_le_bytes());
-        out.get_mut(pos + 4..pos + 4 + val.len())?
-            .copy_from_slice(val);
-        pos += 4 + val.len();
-    }
-    let tot = u16::try_from(pos - body).ok()?;
-    out.get_mut(body..body + 2)?
-        .copy_from_slice(&mcuboot::TLV_INFO_MAGIC.to_le_bytes());
-    out.get_mut(body + 2..body + 4)?
-        .copy_from_slice(&tot.to_le_bytes());
-    Some(pos)
+    let tlvs: [(u16, &[u8]); 3] = [
+        (TLV_KEYHASH, &key_hash(key.verifying_key())),
+        (TLV_SHA256, &digest),
+        (TLV_ECDSA_SIG, der.as_bytes()),
+    ];
+    write_tlv_area(out, body, &tlvs)
 }

@@ -21,25 +21,7 @@ use pal_tfm::{
 use sha2::{Digest, Sha256};
 
 /// `ucDummyData` of the reference PAL tests (spec §8.5).
-const DUMMY: [u8; 84] = {
-    let head = [
-        0x83, 0x0b, 0xf0, 0x6a, 0x81, 0xd6, 0xca, 0xd7, 0x08, 0x22, 0x0d, 0x6a, 0x33, 0xfa, 0x31,
-        0x9f, 0xa9, 0x5f, 0xb5, 0x26,
-    ];
-    let mut d = [0u8; 84];
-    let mut i = 0;
-    while i < 20 {
-        d[i] = head[i];
-        i += 1;
-    }
-    while i < 84 {
-        // 00 01 .. 0a 0c 0c 0d .. 3f: byte 0x0b is 0x0c in the vector.
-        let v = (i - 20) as u8;
-        d[i] = if v == 0x0b { 0x0c } else { v };
-        i += 1;
-    }
-    d
-};
+const DUMMY: [u8; 84] = ota_pal_traits::conformance::DUMMY_DATA;
 
 #[test]
 fn dummy_data_matches_the_spec_digest() {

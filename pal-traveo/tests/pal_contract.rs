@@ -10,6 +10,7 @@
 mod common;
 
 use common::*;
+use ota_pal_traits::conformance::DUMMY_DATA;
 use ota_pal_traits::conformance::{self, PalUnderTest};
 use ota_pal_traits::sim::block_on;
 use ota_pal_traits::{
@@ -19,23 +20,10 @@ use ota_pal_traits::{
 use pal_traveo::sim::SimBoard;
 use pal_traveo::Config;
 
-/// The reference's 84-byte `ucDummyData` (spec §8.5).
-fn dummy_data() -> Vec<u8> {
-    let mut d = vec![
-        0x83, 0x0b, 0xf0, 0x6a, 0x81, 0xd6, 0xca, 0xd7, 0x08, 0x22, 0x0d, 0x6a, 0x33, 0xfa, 0x31,
-        0x9f, 0xa9, 0x5f, 0xb5, 0x26,
-    ];
-    d.extend(0u8..=0x0a);
-    d.push(0x0c);
-    d.extend(0x0cu8..=0x3f);
-    assert_eq!(d.len(), 84);
-    d
-}
-
 #[test]
 fn conformance_suite_passes() {
     let keys = keys();
-    let data = dummy_data();
+    let data = DUMMY_DATA.to_vec();
     let sig = keys.sign_file(&data);
     let mut bad = sig.clone();
     let last = bad.len() - 1;

@@ -8,13 +8,13 @@
     clippy::panic
 )]
 
-use ota_pal_traits::sim::{block_on, SimDevice};
+use ota_pal_traits::sim::{block_on, test_keys::TestKey, SimDevice};
 use ota_pal_traits::{
     verify_stored_image, BootControl, FileInfo, ImageStorage, ImageVerifier, PalError,
     PalErrorKind, PlatformImageState, Sha256EcdsaP256Verifier,
 };
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
+
+use p256::ecdsa::SigningKey;
 use pal_psoc6::image::{build_signed_image, check_image, StoredImage};
 use pal_psoc6::layout::CYPRESS_HEADER_SIZE;
 use pal_psoc6::sim::{
@@ -33,17 +33,17 @@ pub const BLOCK: usize = 1024;
 
 /// The MCUboot signing key (stands in for `cypress-test-ec-p256.pem`).
 pub fn mcuboot_key() -> SigningKey {
-    SigningKey::from_slice(&[0x11; 32]).unwrap()
+    TestKey::from_seed(0x11).unwrap().signing_key().clone()
 }
 /// The AWS code-signing key (job-document signature).
-pub fn aws_key() -> SigningKey {
-    SigningKey::from_slice(&[0x22; 32]).unwrap()
+pub fn aws_key() -> TestKey {
+    TestKey::from_seed(0x22).unwrap()
 }
 pub fn mcuboot_verifier() -> Sha256EcdsaP256Verifier {
-    Sha256EcdsaP256Verifier::from_verifying_key(*mcuboot_key().verifying_key())
+    TestKey::from_seed(0x11).unwrap().verifier()
 }
 pub fn aws_verifier() -> Sha256EcdsaP256Verifier {
-    Sha256EcdsaP256Verifier::from_verifying_key(*aws_key().verifying_key())
+    aws_key().verifier()
 }
 
 /// A signed image of `version` with a payload of `len` bytes.
@@ -66,19 +66,11 @@ pub fn image(version: ImageVersion, len: usize) -> Vec<u8> {
 
 /// The job document's signature of `file`.
 pub fn aws_sig(file: &[u8]) -> Vec<u8> {
-    let s: Signature = aws_key().sign(file);
-    s.to_der().as_bytes().to_vec()
+    aws_key().sign(file).as_bytes().to_vec()
 }
 
 pub fn file_of(size: usize) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "",
-        size: size as u32,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new("", size as u32)
 }
 
 /// A blank 2 MB PSoC 6 with the factory image `OLD` in the primary slot.

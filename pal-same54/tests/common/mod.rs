@@ -8,13 +8,11 @@
     clippy::panic
 )]
 
-use ota_pal_traits::sim::block_on;
+use ota_pal_traits::sim::{block_on, test_keys::TestKey};
 use ota_pal_traits::{
     BootControl, FileInfo, ImageStorage, ImageVerifier, PalError, PlatformImageState,
     Sha256EcdsaP256Verifier,
 };
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
 use pal_same54::sim::{write_factory_image, BootReport, Bootloader, Same54Board};
 use pal_same54::{close_file, Config, Layout, Same54Boot, Same54Storage};
 
@@ -22,22 +20,20 @@ pub const OLD_VERSION: u32 = 0x0100_0000; // 1.0.0
 pub const NEW_VERSION: u32 = 0x0101_0000; // 1.1.0
 pub const BLOCK: usize = 1024;
 
-pub fn signing_key() -> SigningKey {
-    SigningKey::from_slice(&[0x42; 32]).unwrap()
+pub fn signing_key() -> TestKey {
+    TestKey::from_seed(0x42).unwrap()
 }
 
-pub fn other_key() -> SigningKey {
-    SigningKey::from_slice(&[0x17; 32]).unwrap()
+pub fn other_key() -> TestKey {
+    TestKey::from_seed(0x17).unwrap()
 }
 
 pub fn verifier() -> Sha256EcdsaP256Verifier {
-    let pk = signing_key().verifying_key().to_encoded_point(true);
-    Sha256EcdsaP256Verifier::from_sec1(pk.as_bytes()).unwrap()
+    signing_key().verifier()
 }
 
-pub fn sign_with(key: &SigningKey, data: &[u8]) -> Vec<u8> {
-    let s: Signature = key.sign(data);
-    s.to_der().as_bytes().to_vec()
+pub fn sign_with(key: &TestKey, data: &[u8]) -> Vec<u8> {
+    key.sign(data).as_bytes().to_vec()
 }
 
 pub fn sign(data: &[u8]) -> Vec<u8> {
@@ -71,14 +67,7 @@ pub fn new_app() -> Vec<u8> {
 }
 
 pub fn file(size: usize) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "",
-        size: size as u32,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new("", size as u32)
 }
 
 /// A board with the factory image.

@@ -2,11 +2,10 @@
 //! the OTA flow through the PAL and recovers after power cuts.
 #![allow(dead_code)]
 
-use ota_pal_traits::sim::{block_on, SimConfig, SimDevice};
+use ota_pal_traits::sim::{block_on, test_keys::TestKey, SimConfig, SimDevice};
 use ota_pal_traits::{verify_stored_image, BootControl, FileInfo, ImageStorage, ImageVerifier};
 use ota_pal_traits::{PalError, PlatformImageState, Reset};
-use p256::ecdsa::signature::Signer;
-use p256::ecdsa::{Signature, SigningKey};
+use p256::ecdsa::SigningKey;
 use pal_tfm::sim::{build_image, BootOutcome, SimTfm};
 use pal_tfm::{
     Algorithm, CandidateDigestVerifier, ComponentId, Config, ImageSlots, ImageVersion, Layout,
@@ -54,11 +53,11 @@ pub fn device() -> SimDevice<Vec<u8>> {
 }
 
 pub fn bl2_key() -> SigningKey {
-    SigningKey::from_bytes(&[0x11u8; 32].into()).unwrap()
+    TestKey::from_seed(0x11).unwrap().signing_key().clone()
 }
 
-pub fn aws_key() -> SigningKey {
-    SigningKey::from_bytes(&[0x22u8; 32].into()).unwrap()
+pub fn aws_key() -> TestKey {
+    TestKey::from_seed(0x22).unwrap()
 }
 
 pub fn version(major: u8, build: u32) -> ImageVersion {
@@ -83,19 +82,11 @@ pub fn image(v: ImageVersion, payload_len: usize) -> Vec<u8> {
 
 /// The AWS code signature of a whole `.bin` (DER).
 pub fn aws_sign(data: &[u8]) -> Vec<u8> {
-    let sig: Signature = aws_key().sign(data);
-    sig.to_der().as_bytes().to_vec()
+    aws_key().sign(data).as_bytes().to_vec()
 }
 
 pub fn file(path: &str, size: usize) -> FileInfo<'_> {
-    FileInfo {
-        index: 0,
-        path,
-        size: size as u32,
-        file_type: 0,
-        attributes: 0,
-        cert_path: "",
-    }
+    FileInfo::new(path, size as u32)
 }
 
 pub fn verifier<'s, 'd>(sim: &'s Sim<'d>) -> CandidateDigestVerifier<&'s Sim<'d>, P256Crypto> {

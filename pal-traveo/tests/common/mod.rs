@@ -8,7 +8,7 @@
     clippy::panic
 )]
 
-use ota_pal_traits::sim::{block_on, SimDevice};
+use ota_pal_traits::sim::{block_on, test_keys::TestKey, SimDevice};
 use ota_pal_traits::{
     verify_stored_image, BootControl, FileInfo, ImageStorage, ImageVerifier, PalError,
     Sha256EcdsaP256Verifier,
@@ -44,14 +44,14 @@ impl AppVerifier for RsaAppVerifier {
 
 pub struct Keys {
     pub rsa: rsa::pkcs1v15::SigningKey<Sha256>,
-    pub ecdsa: p256::ecdsa::SigningKey,
+    pub ecdsa: TestKey,
 }
 
 pub fn keys() -> Keys {
     let pk = rsa::RsaPrivateKey::from_pkcs8_pem(include_str!("../data/dbm-test-key.pem")).unwrap();
     Keys {
         rsa: rsa::pkcs1v15::SigningKey::<Sha256>::new(pk),
-        ecdsa: p256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap(),
+        ecdsa: TestKey::from_seed(0x42).unwrap(),
     }
 }
 
@@ -67,13 +67,12 @@ impl Keys {
     }
 
     pub fn ota_verifier(&self) -> Sha256EcdsaP256Verifier {
-        Sha256EcdsaP256Verifier::from_verifying_key(*self.ecdsa.verifying_key())
+        self.ecdsa.verifier()
     }
 
     /// The `sig-sha256-ecdsa` of a whole OTA file (DER), as AWS code signing makes it.
     pub fn sign_file(&self, file: &[u8]) -> Vec<u8> {
-        let sig: p256::ecdsa::Signature = self.ecdsa.sign(file);
-        sig.to_der().as_bytes().to_vec()
+        self.ecdsa.sign(file).as_bytes().to_vec()
     }
 }
 
@@ -126,12 +125,8 @@ pub fn make_image(keys: &Keys, version: AppVersion) -> Vec<u8> {
 
 pub fn file_info(len: usize) -> FileInfo<'static> {
     FileInfo {
-        index: 0,
-        path: "",
-        size: len as u32,
         file_type: FIRMWARE_FILE_TYPE,
-        attributes: 0,
-        cert_path: "",
+        ..FileInfo::new("", len as u32)
     }
 }
 
