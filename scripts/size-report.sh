@@ -62,6 +62,7 @@ FIRMWARE=(
   "agent-min-baseline|agent-min||thumbv7em-none-eabihf|start-up, SysTick clock, block_on, report, exit; no agent"
   "agent-min|agent-min||thumbv7em-none-eabihf|ota-core agent + driver, no-op PAL, MQTT client that never receives"
   "agent-min-pal|agent-min||thumbv7em-none-eabihf|agent-min + Sha256EcdsaP256Verifier + NorFlashImageStorage (no-op NOR driver)"
+  "agent-min-mqtt|agent-min-mqtt||thumbv7em-none-eabihf|agent-min + ota-core's mqttrust adapter, mqttrust 1.0 over the UART, embassy executor (built, not run)"
 )
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -129,7 +130,7 @@ by_crate() {
     { s = $1; $1 = ""; $2 = ""; name = $0; sub(/^ +/, "", name); sub(/^_?</, "", name)
       n = split(name, p, "::"); c = p[1]
       if (c ~ /^[a-z][a-z0-9_]*$/ && n > 1) { if (c == "ota_core" && n > 2) c = c "::" p[2] }
-      else if (name ~ /^(__aeabi_|mem(cpy|move|set|cmp)$|__rustc)/) c = "compiler_builtins"
+      else if (name ~ /^(__aeabi_|mem(cpy|move|set|cmp)$)/) c = "compiler_builtins"
       else c = "(other)"
       sum[c] += s }
     END { for (c in sum) printf "%d %s\n", sum[c], c }' | sort -rn
@@ -171,11 +172,14 @@ agent_flash=$((FLASH[agent-min] - FLASH[agent-min-baseline]))
 agent_ram=$((RAM[agent-min] - RAM[agent-min-baseline]))
 pal_flash=$((FLASH[agent-min-pal] - FLASH[agent-min]))
 pal_ram=$((RAM[agent-min-pal] - RAM[agent-min]))
+mqtt_flash=$((FLASH[agent-min-mqtt] - FLASH[agent-min]))
+mqtt_ram=$((RAM[agent-min-mqtt] - RAM[agent-min]))
 wire=$(($(crate_of ota_core::wire) + $(crate_of minicbor)))
 sha=$(crate_of sha2)
 builtins=$(crate_of compiler_builtins)
 kib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
 toolchain=$(rustc -V)
+RX_LEN_TEXT=5,626
 today=$(date -u +%Y-%m-%d)
 
 report=$(cat <<EOF
@@ -220,6 +224,7 @@ retries it after the 5 s backoff and idles, and the firmware exits after 7 s of 
 | the runtime these probes share (\`agent-min-baseline\`: vectors, start-up, SysTick clock, exit) | ${FLASH[agent-min-baseline]} | ${RAM[agent-min-baseline]} | $(stack_of agent-min-baseline) |
 | **the agent + driver** (\`agent-min\` − baseline) | **$agent_flash** ($(kib $agent_flash) KiB) | **$agent_ram** | $(stack_of agent-min) (whole firmware) |
 | **SHA-256 + ECDSA P-256 verifier and NOR image storage** (\`agent-min-pal\` − \`agent-min\`) | **$pal_flash** ($(kib $pal_flash) KiB) | $pal_ram | $(stack_of agent-min-pal) (whole firmware) |
+| **an MQTT client**: mqttrust 1.0 + ota-core's adapter + the embassy executor and timers + UART transport (\`agent-min-mqtt\` − \`agent-min\`) | **$mqtt_flash** ($(kib $mqtt_flash) KiB) | **$mqtt_ram** | not run |
 
 - **The agent + driver, static RAM**: the \`Agent<128, 0>\` state (1024-block bitmap = 4 MiB
   files at 4 KiB blocks, the reference agent's limit; MQTT only, no URL buffer) plus the
@@ -230,18 +235,24 @@ retries it after the 5 s backoff and idles, and the firmware exits after 7 s of 
 - **Stack**: the deepest stack of the whole firmware over the path QEMU exercised (start,
   subscribe, \`\$next/get\`, a timeout and the retry), measured by painting 32 KiB below
   \`main\` and looking for the deepest overwritten word. The \`Driver::run\` future itself is
-  ${FUTURE[agent-min]:-n/a} bytes (${FUTURE[agent-min-pal]:-n/a} with the real verifier and
-  storage: the SHA-256 state and NOR write buffers). A job download (JSON parse, block decode,
-  signature check) was not exercised: its stack is not in this figure.
+  ${FUTURE[agent-min]:-n/a} bytes (${FUTURE[agent-min-pal]:-n/a} with the real storage, whose
+  write and read futures hold tail buffers); the \`Driver\` with its parts (the verifier's
+  SHA-256 state among them) is a local variable, so it is in the stack figure, not in
+  static RAM. A job download (JSON parse, block decode, signature check) was not exercised:
+  its stack is not in this figure.
 - **Crypto and storage**: \`sha2\` and \`p256\` (pure Rust, no hardware acceleration) and
   \`NorFlashImageStorage\`'s write-unit and erase handling. Hardware crypto or PSA behind
   \`ImageVerifier\` replaces most of it. SHA-256 itself is already in \`agent-min\`: the agent
   hashes the signature for the resume journal, so the verifier reuses it.
-- **MQTT**: not in these figures; \`agent-min\`'s client is a stub. Your MQTT client and network
-  stack come on top. For scale, \`qemu-hello\` (mqttrust 1.0 over the UART, the embassy executor
-  and time queue, core::fmt logging, a semihosting flash driver) is ${FLASH[qemu-hello]} bytes of
-  flash and ${RAM[qemu-hello]} of static RAM, of which mqttrust's state with its 1 KiB TX and RX
-  buffers is 3,464 bytes (\`examples/README.md\`).
+- **MQTT**: \`agent-min\`'s client is a stub; \`agent-min-mqtt\` swaps in ota-core's
+  \`MqttrustClient\` (feature \`mqttrust\`) over mqttrust 1.0 (its default MQTT 5), its stack
+  on QEMU's UART, and the embassy executor mqttrust's timers need (the clock becomes
+  embassy-time). Its static RAM holds mqttrust's state (a ${RX_LEN_TEXT}-byte RX buffer, since
+  mqttrust drops publishes that do not fit, and 1 KiB TX), the two embassy task futures (the
+  one running the driver also holds the adapter's eight subscription slots) and the same agent
+  and receive buffer as \`agent-min\`. It is built, not run: it needs a broker on the UART
+  (\`examples/run-qemu.sh\` has that set-up) and waits for it. A TCP/IP stack, TLS and the
+  network driver of a real device come on top of all of these figures.
 
 ## Where agent-min's bytes go
 

@@ -86,8 +86,9 @@ if [ "$QEMU" = 1 ]; then
     cargo clippy --release -p qemu-hello --no-default-features --features mps2-an505 \
       --target thumbv8m.main-none-eabihf -- -D warnings
     cargo clippy --release -p example-tfm --target thumbv8m.main-none-eabihf -- -D warnings
-    # Alone: agent-min turns qemu-mps2's panic handler off, the others keep it.
+    # Apart: agent-min and agent-min-mqtt turn qemu-mps2's panic handler off, the others keep it.
     cargo clippy --release -p agent-min -- -D warnings
+    cargo clippy --release -p agent-min-mqtt -- -D warnings
     cargo test -p qemu-mps2 --features mps2-an386 --target x86_64-unknown-linux-gnu
     ./run-qemu.sh
     MACHINE=mps3-an547 ./run-qemu.sh
