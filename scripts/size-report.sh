@@ -147,7 +147,7 @@ crate_rows=$(awk 'NR == FNR { pal[$2] = $1; porder[++m] = $2; next } { min[$2] =
 
 # --- QEMU: run each agent-min firmware to its idle point ---------------------------------------
 declare -A STACK FUTURE
-qemu_note="not run (--no-qemu)"
+qemu_note="not measured: --no-qemu"
 if [ "$QEMU" = 1 ]; then
   command -v qemu-system-arm >/dev/null 2>&1 ||
     die "qemu-system-arm is missing (scripts/setup.sh --qemu), or pass --no-qemu"
@@ -215,7 +215,8 @@ their board's bootloader logic and confirm or reject an image (the board example
 journal, an MQTT client that never receives), but each returns an outcome the compiler cannot
 predict (a volatile read), so every code path of the agent stays linked: job document parsing,
 stream requests and block decoding, writes, verification, self test, resume, every error path.
-It calls \`Driver::run\` once; in QEMU the agent subscribes, publishes its \`\$next/get\` request,
+The exception is the HTTP data path: the probe is an MQTT-only device (\`NoHttp\` fails every
+request, \`Agent<128, 0>\` keeps no URL), so the handling of HTTP bodies is not linked. It calls \`Driver::run\` once; in QEMU the agent subscribes, publishes its \`\$next/get\` request,
 retries it after the 5 s backoff and idles, and the firmware exits after 7 s of emulated time
 (status 0 only if all of that happened).
 
@@ -300,14 +301,17 @@ Ours, **$agent_flash bytes ($(kib $agent_flash) KiB)**, is a linked firmware dif
   firmware gets from its libc, also outside the reference's figure;
 - the improvements the reference lacks (\`ota-core/README.md\`): \`\$next/get\` retry with
   backoff, several blocks in flight with bitmap windows, cancel and replace detection,
-  multi-file jobs, resume from the journal, acknowledged final statuses, the HTTP data path
-  with URL refresh, reported validation failures.
+  multi-file jobs, resume from the journal, acknowledged final statuses, reported validation
+  failures (the HTTP data path's body handling is not linked in this MQTT-only probe).
 
-It does not include a PAL, crypto (see \`agent-min-pal\`) or an MQTT client, like the
-reference's. No like-for-like number exists: to compare, add coreJSON, tinycbor and the OS
-objects the reference agent needs to its 11.6 KB, or subtract the parsers, SHA-256 and builtins
-from ours (roughly $(kib $((agent_flash - wire - sha - builtins))) KiB left, with the inlining
-caveat above).
+Like the reference's figure, it does not include a PAL, crypto (see \`agent-min-pal\`) or an
+MQTT client (see \`agent-min-mqtt\`). No like-for-like number exists. To compare, add coreJSON,
+tinycbor and the OS objects the reference needs to its 11.6 KB; or subtract the whole wire
+layer, \`minicbor\`, SHA-256 and the builtins from ours, which leaves
+$(kib $((agent_flash - wire - sha - builtins))) KiB. That subtraction removes too much (the
+wire layer also holds base64, topics and status payloads, which the reference counts) and too
+little (parsing code inlined into the driver stays), so it is a rough bracket, not a measurement
+of the state machine alone.
 
 RAM: the reference needs a 5,626-byte event buffer per message in flight, about 480 bytes of
 static buffers (job name, protocols, signature) and up to 128 for its bitmap, up to ~800 bytes

@@ -8,7 +8,8 @@
 //! compiler must assume any outcome, so the agent's code for every path (job parsing, block
 //! writes, verification, self test, resume, errors) stays in the image; with constant `Ok`s
 //! fat LTO would drop the error paths, and with a receive that is visibly `Pending` forever it
-//! would drop the whole message handling.
+//! would drop the whole message handling. The exception is the HTTP data path: this is an
+//! MQTT-only device (`NoHttp` fails every request), so the handling of HTTP bodies is dropped.
 //!
 //! The firmware calls [`Driver::run`] once, for [`RUN_MS`] of emulated time, on a tiny
 //! `block_on` that sleeps in `wfi` between SysTick interrupts, then checks that the agent
