@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (the README's "run the tests"). It checks for and installs what it
 # needs, then runs, in order: formatting, clippy, unit/property/scenario tests, no_std builds for
-# both Cortex-M targets, docs, the emulated firmware under QEMU (with mosquitto), and a bounded
-# fuzz smoke run of every fuzz target.
+# both Cortex-M targets, docs, the emulated firmware under QEMU (with mosquitto) and its size
+# report (scripts/size-report.sh), and a bounded fuzz smoke run of every fuzz target.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-fuzz  skip the fuzz smoke run (no nightly toolchain needed)
@@ -87,6 +87,9 @@ if [ "$QEMU" = 1 ]; then
     cargo clippy --release -p qemu-hello --no-default-features --features mps2-an505 \
       --target thumbv8m.main-none-eabihf -- -D warnings
     cargo clippy --release -p example-tfm --target thumbv8m.main-none-eabihf -- -D warnings
+    # Apart: agent-min and agent-min-mqtt turn qemu-mps2's panic handler off, the others keep it.
+    cargo clippy --release -p agent-min -- -D warnings
+    cargo clippy --release -p agent-min-mqtt -- -D warnings
     cargo test -p qemu-mps2 --features mps2-an386 --target x86_64-unknown-linux-gnu
     ./run-qemu.sh
     MACHINE=mps3-an547 ./run-qemu.sh
@@ -94,6 +97,9 @@ if [ "$QEMU" = 1 ]; then
     ./tfm/run.sh
     ./same54/run.sh
     ./traveo/run.sh
+    # Builds every example firmware and runs agent-min to idle; fails on a failed build or run,
+    # judges no sizes. SIZES.md is only rewritten by running the script by hand.
+    ../scripts/size-report.sh --no-write
   )
 fi
 
