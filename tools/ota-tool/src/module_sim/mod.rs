@@ -5,6 +5,7 @@
 //! * [`mqtt`]: [`ModuleCloud`] over MQTT (rumqttc) against `ota serve`: Jobs + Streams;
 //! * [`server`]: the TCP listener playing the UART byte stream.
 
+pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod emulator;
