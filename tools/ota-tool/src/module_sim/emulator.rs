@@ -311,10 +311,23 @@ impl Emulator {
         };
         job.image = image;
         let kind = job.proposal.kind;
-        if kind == JobKind::Host && !self.hota_cert.is_empty() {
-            if let Some(sig) = job.proposal.signature.clone() {
-                if !verify_p256(&self.hota_cert, &job.image, &sig) {
-                    self.fail_job("host image signature check (HOTAcertificate) failed");
+        // Host images are checked against HOTAcertificate, module images against
+        // OTAcertificate, when that key is set and the job has a signature (P-256 here; the
+        // real CCM uses its vendor's scheme for module images).
+        let (cert, what) = match kind {
+            JobKind::Host => (
+                &self.hota_cert,
+                "host image signature check (HOTAcertificate)",
+            ),
+            JobKind::Module => (
+                &self.ota_cert,
+                "module image signature check (OTAcertificate)",
+            ),
+        };
+        if !cert.is_empty() {
+            if let Some(sig) = &job.proposal.signature {
+                if !verify_p256(cert, &job.image, sig) {
+                    self.fail_job(&format!("{what} failed"));
                     return;
                 }
             }

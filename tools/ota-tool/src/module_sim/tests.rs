@@ -519,3 +519,39 @@ fn fault_specs_parse_and_reject() {
     assert_eq!("ccm".parse::<Dialect>().unwrap(), Dialect::Ccm);
     assert_eq!("v1.3".parse::<Dialect>().unwrap(), Dialect::V13);
 }
+
+#[test]
+fn module_checks_module_signature_with_otacertificate() {
+    use p256::ecdsa::signature::Signer;
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+    let sk = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+    let pem = sk
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let img = image(64);
+    let other: p256::ecdsa::Signature = sk.sign(b"another image");
+    let (mut e, cloud) = sim(Dialect::Ccm, &[]);
+    let escaped = pem.replace('\n', "\\A");
+    assert_eq!(
+        at(&mut e, &format!("AT+CONF OTAcertificate={escaped}")),
+        "OK"
+    );
+    cloud.push_job(
+        Proposal {
+            job_id: "m".into(),
+            kind: JobKind::Module,
+            version: "9.9.9".into(),
+            metadata: String::new(),
+            signature: Some(other.to_der().as_bytes().to_vec()),
+        },
+        img,
+    );
+    at(&mut e, "AT+CONNECT");
+    at(&mut e, "AT+OTA ACCEPT");
+    e.tick();
+    assert_eq!(e.ota_state(), 0);
+    assert!(matches!(cloud.reports()[0].1, JobOutcome::Failed(_)));
+    assert!(at(&mut e, "AT+OTA APPLY").starts_with("ERR19 "));
+    assert_eq!(e.version(), "1.0.0");
+}
