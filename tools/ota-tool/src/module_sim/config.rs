@@ -60,6 +60,13 @@ pub enum Fault {
     ShortRead(usize),
     /// `drop-response=N`: no reply at all to the Nth READ (the pointer still moved).
     DropResponse(u32),
+    /// `truncate=N`: the Nth READ reply is cut in the middle of its data (EOL kept).
+    Truncate(u32),
+    /// `no-eol=N`: the Nth READ reply comes without its EOL (it runs into the next reply).
+    NoEol(u32),
+    /// `blank-line=N`: an unsolicited blank line (and NUL/0xFF noise) before the Nth READ
+    /// reply.
+    BlankLine(u32),
     /// `reset-at=OFFSET`: the module resets (no reply; STARTUP queued) on the first READ that
     /// starts at or past OFFSET.
     ResetAt(u64),
@@ -91,6 +98,9 @@ impl std::str::FromStr for Fault {
             "short-read" => Self::ShortRead(num(v)? as usize),
             "drop-response" => Self::DropResponse(num(v)? as u32),
             "reset-at" => Self::ResetAt(num(v)?),
+            "truncate" => Self::Truncate(num(v)? as u32),
+            "no-eol" => Self::NoEol(num(v)? as u32),
+            "blank-line" => Self::BlankLine(num(v)? as u32),
             "err" => {
                 let (verb, rest) = v
                     .split_once(':')
@@ -113,7 +123,7 @@ impl std::str::FromStr for Fault {
                 }
             }
             o => bail!(
-                "unknown fault '{o}' (corrupt-checksum, corrupt-data, short-read, drop-response, reset-at, err)"
+                "unknown fault '{o}' (corrupt-checksum, corrupt-data, short-read, drop-response, truncate, no-eol, blank-line, reset-at, err)"
             ),
         })
     }

@@ -1048,7 +1048,25 @@ impl Emulator {
             self.log.push(format!("READ #{nth}: reply dropped (fault)"));
             return Vec::new();
         }
-        self.reply(Ok(format!("{:02X} {hex} {ck}", data.len())))
+        let mut body = format!("OK {:02X} {hex} {ck}", data.len());
+        let mut out = Vec::new();
+        let mut eol = true;
+        for f in &self.cfg.faults {
+            match f {
+                Fault::Truncate(k) if *k == nth => body.truncate(4 + hex.len() / 2),
+                Fault::NoEol(k) if *k == nth => eol = false,
+                Fault::BlankLine(k) if *k == nth => {
+                    out.extend_from_slice(b"\0\xff");
+                    out.extend_from_slice(self.eol().as_bytes());
+                }
+                _ => {}
+            }
+        }
+        out.extend_from_slice(body.as_bytes());
+        if eol {
+            out.extend_from_slice(self.eol().as_bytes());
+        }
+        out
     }
 
     fn apply(&mut self) -> Vec<u8> {

@@ -555,3 +555,20 @@ fn module_checks_module_signature_with_otacertificate() {
     assert!(at(&mut e, "AT+OTA APPLY").starts_with("ERR19 "));
     assert_eq!(e.version(), "1.0.0");
 }
+
+#[test]
+fn fault_truncated_line_missing_eol_and_blank_line() {
+    let img = image(100);
+    let (mut e, _) = to_state5(
+        Dialect::V13,
+        &["truncate=1", "no-eol=2", "blank-line=3"],
+        &img,
+    );
+    let r = String::from_utf8(e.feed(b"AT+OTA READ 10\n")).unwrap();
+    assert_eq!(r, "OK 0A 030A1118\r\n", "cut in the data");
+    let r = String::from_utf8(e.feed(b"AT+OTA READ 10\n")).unwrap();
+    assert!(r.starts_with("OK 0A ") && !r.ends_with('\n'), "{r:?}");
+    let r = e.feed(b"AT+OTA READ 10\n");
+    assert!(r.starts_with(b"\0\xff\r\nOK 0A "), "{r:?}");
+    assert!(r.ends_with(b"\r\n"));
+}
