@@ -256,3 +256,88 @@ async fn module_sim_through_ota_serve_on_mosquitto() {
     drop(server);
     drop(mosq);
 }
+
+/// The `ota module-sim --broker` binary against `ota serve`'s embedded broker: a host job read
+/// out over raw AT commands, the job SUCCEEDED on CLOSE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_with_broker_takes_a_host_job_from_ota_serve() {
+    use std::io::BufRead;
+    let server = Server::start(ServeConfig::loopback()).await.unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ota"))
+        .args(["module-sim", "--listen", "127.0.0.1:0", "--thing", THING])
+        .args(["--broker", &server.mqtt_addr, "--dialect", "ccm"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("module-sim listening on ")
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let host = image(9_000);
+    let job = create_job(&server, "bin", 202, "host.bin", &host).await;
+    within(async {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, mut w) = s.into_split();
+        let mut lines = tokio::io::BufReader::new(r);
+        let mut at = async |cmd: &str| -> String {
+            use tokio::io::AsyncBufReadExt;
+            w.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+            let mut l = String::new();
+            lines.read_line(&mut l).await.unwrap();
+            l.trim_end().to_string()
+        };
+        assert_eq!(at("AT+CONNECT").await, "OK 1 CONNECTED");
+        let mut state = String::new();
+        for _ in 0..500 {
+            state = at("AT+OTA?").await;
+            if state.starts_with("OK 2 ") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            state.starts_with("OK 2 {"),
+            "CCM detail = the job's file metadata: {state}"
+        );
+        assert_eq!(at("AT+OTA ACCEPT").await, "OK");
+        for _ in 0..500 {
+            state = at("AT+OTA?").await;
+            if state.starts_with("OK 5") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(state, "OK 5 9000");
+        let mut got = Vec::new();
+        loop {
+            let r = at("AT+OTA READ 2048").await;
+            let parts: Vec<&str> = r.split(' ').collect();
+            let n = usize::from_str_radix(parts[1], 16).unwrap();
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                got.push(u8::from_str_radix(&parts[2][2 * i..2 * i + 2], 16).unwrap());
+            }
+        }
+        assert_eq!(got, host);
+        assert_eq!(at("AT+OTA CLOSE").await, "OK");
+    })
+    .await;
+    wait_status(&server, &job, "SUCCEEDED").await;
+    child.kill().unwrap();
+    let _ = child.wait();
+}

@@ -411,7 +411,9 @@ impl Emulator {
             11 => "UNKNOWN KEY",
             12 => "KEY READONLY",
             13 => "KEY WRITEONLY",
-            14 => "UNABLE TO CONNECT",
+            // v1.3 puts a hint first (2 = network); v0.5/CCM has none.
+            14 if ccm => "UNABLE TO CONNECT",
+            14 => "2 UNABLE TO CONNECT",
             15 => "TIME NOT AVAILABLE",
             19 => "HOST IMAGE NOT AVAILABLE",
             20 => "INVALID ADDRESS",

@@ -192,7 +192,10 @@ fn connect_send_subscribe_get_both_dialects() {
     }
     let (mut e, cloud) = sim(Dialect::V13, &[]);
     cloud.lock().refuse_connect = Some("no network".into());
-    assert!(at(&mut e, "AT+CONNECT").starts_with("ERR14 "));
+    assert_eq!(at(&mut e, "AT+CONNECT"), "ERR14 2 UNABLE TO CONNECT");
+    let (mut e, cloud) = sim(Dialect::Ccm, &[]);
+    cloud.lock().refuse_connect = Some("no network".into());
+    assert_eq!(at(&mut e, "AT+CONNECT"), "ERR14 UNABLE TO CONNECT");
 }
 
 #[test]
