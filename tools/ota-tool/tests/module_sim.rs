@@ -62,7 +62,7 @@ fn config() -> Config {
     Config {
         command_timeout_ms: 1_000,
         connect_timeout_ms: 5_000,
-        quiet_ms: 100,
+        quiet_ms: 300,
         poll_interval_ms: 10,
         max_polls: 500,
         read_size: 2048,
@@ -242,6 +242,63 @@ async fn host_update_202_byte_exact_in_both_dialects() {
     }
 }
 
+/// A host update through `faults` (v1.3); the image must arrive byte-exact.
+async fn host_update_through(faults: &[&str]) -> Result<HostReport, Error<ErrorKind>> {
+    let img = image(9_000);
+    let mut cfg = SimConfig::new(Dialect::V13, "modsim-1");
+    cfg.faults = faults.iter().map(|f| f.parse().unwrap()).collect();
+    let cloud = LocalCloud::new();
+    host_job(&cloud, &img);
+    let (addr, _emu) = start(cfg, &cloud).await;
+    let (run, _) = host_update(addr, img.len() as u32, &sign(&img)).await;
+    if run.result.is_ok() {
+        assert_eq!(run.flash.get(..img.len()).unwrap(), &img[..]);
+    }
+    run.result
+}
+
+#[tokio::test]
+async fn host_update_recovers_from_each_line_fault() {
+    // A cut line and a reply without EOL (it runs into the next one) cost one re-read each; an
+    // unsolicited blank line with NUL/0xFF noise costs nothing; a reply 1.1 s late (after the
+    // 1 s command timeout, inside the 300 ms quiet window) is drained and the chunk re-read.
+    for (f, retries) in [
+        ("truncate=3", 1),
+        ("no-eol=3", 1),
+        ("blank-line=3", 0),
+        ("late=3:1100", 1),
+    ] {
+        let r = host_update_through(&[f]).await.unwrap();
+        assert_eq!(r.retries, retries, "{f}: {r:?}");
+    }
+}
+
+/// The `late` fault itself, on the raw TCP stream: the reply comes after the delay.
+#[tokio::test]
+async fn late_fault_holds_the_reply_back() {
+    let mut cfg = SimConfig::new(Dialect::Ccm, "modsim-1");
+    cfg.faults = vec!["late=1:700".parse().unwrap()];
+    let cloud = LocalCloud::new();
+    host_job(&cloud, &image(100));
+    let (addr, _emu) = start(cfg, &cloud).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    for cmd in ["AT+CONNECT\n", "AT+OTA ACCEPT\n"] {
+        s.write_all(cmd.as_bytes()).await.unwrap();
+        let _ = s.read(&mut buf).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = std::time::Instant::now();
+    s.write_all(b"AT+OTA READ 10\n").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"OK 0A "),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(t.elapsed() >= Duration::from_millis(700));
+}
+
 #[tokio::test]
 async fn host_update_recovers_corrupted_dropped_and_short_chunks() {
     let img = image(9_000);
@@ -251,6 +308,9 @@ async fn host_update_recovers_corrupted_dropped_and_short_chunks() {
         "corrupt-data=4",
         "drop-response=6",
         "short-read=1024",
+        "truncate=8",
+        "blank-line=10",
+        "no-eol=12",
     ]
     .iter()
     .map(|f| f.parse().unwrap())
@@ -261,10 +321,9 @@ async fn host_update_recovers_corrupted_dropped_and_short_chunks() {
     let (run, _) = host_update(addr, img.len() as u32, &sign(&img)).await;
     let report = run.result.unwrap();
     assert_eq!(run.flash.get(..img.len()).unwrap(), &img[..]);
-    assert_eq!(
-        report.retries, 3,
-        "checksum, data and dropped reply each re-read once"
-    );
+    // Checksum, data, dropped reply, cut line and the reply without EOL (the next reply runs
+    // into it): one re-read each; the blank line and its noise cost nothing.
+    assert_eq!(report.retries, 5, "{report:?}");
     assert_eq!(
         report.chunks, 9,
         "1024-byte chunks: a short count is not the end"

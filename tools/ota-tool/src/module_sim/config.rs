@@ -67,6 +67,9 @@ pub enum Fault {
     /// `blank-line=N`: an unsolicited blank line (and NUL/0xFF noise) before the Nth READ
     /// reply.
     BlankLine(u32),
+    /// `late=N:MS`: the Nth READ reply is sent MS milliseconds late (after a command timeout,
+    /// or just under the 120 s ceiling).
+    Late(u32, u64),
     /// `reset-at=OFFSET`: the module resets (no reply; STARTUP queued) on the first READ that
     /// starts at or past OFFSET.
     ResetAt(u64),
@@ -99,6 +102,12 @@ impl std::str::FromStr for Fault {
             "drop-response" => Self::DropResponse(num(v)? as u32),
             "reset-at" => Self::ResetAt(num(v)?),
             "truncate" => Self::Truncate(num(v)? as u32),
+            "late" => {
+                let (n, ms) = v
+                    .split_once(':')
+                    .with_context(|| format!("--fault {s}: expected late=N:MS"))?;
+                Self::Late(num(n)? as u32, num(ms)?)
+            }
             "no-eol" => Self::NoEol(num(v)? as u32),
             "blank-line" => Self::BlankLine(num(v)? as u32),
             "err" => {
@@ -123,7 +132,7 @@ impl std::str::FromStr for Fault {
                 }
             }
             o => bail!(
-                "unknown fault '{o}' (corrupt-checksum, corrupt-data, short-read, drop-response, truncate, no-eol, blank-line, reset-at, err)"
+                "unknown fault '{o}' (corrupt-checksum, corrupt-data, short-read, drop-response, truncate, no-eol, late, blank-line, reset-at, err)"
             ),
         })
     }

@@ -65,6 +65,7 @@ pub struct Emulator {
     reads: u32,
     counts: std::collections::HashMap<String, u32>,
     reset_done: bool,
+    delay_ms: u64,
     log: Vec<String>,
 }
 
@@ -144,6 +145,7 @@ impl Emulator {
             reads: 0,
             counts: Default::default(),
             reset_done: false,
+            delay_ms: 0,
             log: Vec::new(),
         };
         e.boot();
@@ -183,6 +185,12 @@ impl Emulator {
     /// The events queued, oldest first.
     pub fn events(&self) -> impl Iterator<Item = &Event> {
         self.events.iter()
+    }
+
+    /// How long the transport should hold back the bytes just returned by [`Emulator::feed`]
+    /// (the `late` fault); reset to 0 by the call.
+    pub fn take_delay_ms(&mut self) -> u64 {
+        std::mem::take(&mut self.delay_ms)
     }
 
     /// Take the log lines written since the last call (one per notable action).
@@ -1053,10 +1061,11 @@ impl Emulator {
         let mut body = format!("OK {:02X} {hex} {ck}", data.len());
         let mut out = Vec::new();
         let mut eol = true;
-        for f in &self.cfg.faults {
-            match f {
+        for f in self.cfg.faults.clone() {
+            match &f {
                 Fault::Truncate(k) if *k == nth => body.truncate(4 + hex.len() / 2),
                 Fault::NoEol(k) if *k == nth => eol = false,
+                Fault::Late(k, ms) if *k == nth => self.delay_ms = *ms,
                 Fault::BlankLine(k) if *k == nth => {
                     out.extend_from_slice(b"\0\xff");
                     out.extend_from_slice(self.eol().as_bytes());

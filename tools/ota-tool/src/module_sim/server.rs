@@ -53,11 +53,14 @@ async fn session(mut sock: TcpStream, emu: &Shared, verbose: bool) -> Result<()>
                 if n == 0 {
                     return Ok(());
                 }
-                let (out, log) = {
+                let (out, log, delay) = {
                     let mut e = lock(emu);
                     let out = e.feed(buf.get(..n).unwrap_or_default());
-                    (out, e.take_log())
+                    (out, e.take_log(), e.take_delay_ms())
                 };
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
                 if verbose {
                     for l in log {
                         println!("{l}");

@@ -575,3 +575,14 @@ fn fault_truncated_line_missing_eol_and_blank_line() {
     assert!(r.starts_with(b"\0\xff\r\nOK 0A "), "{r:?}");
     assert!(r.ends_with(b"\r\n"));
 }
+
+#[test]
+fn fault_late_reply_asks_the_transport_to_wait() {
+    let (mut e, _) = to_state5(Dialect::Ccm, &["late=2:1500"], &image(100));
+    assert!(at(&mut e, "AT+OTA READ 10").starts_with("OK 0A "));
+    assert_eq!(e.take_delay_ms(), 0);
+    assert!(at(&mut e, "AT+OTA READ 10").starts_with("OK 0A "));
+    assert_eq!(e.take_delay_ms(), 1500);
+    assert_eq!(e.take_delay_ms(), 0);
+    assert!("late=2".parse::<Fault>().is_err());
+}
