@@ -3,7 +3,6 @@
 //! * [`emulator`]: the sans-IO core (framing, AT interpreter, OTA states 0–5, events, faults);
 //! * [`cloud`]: the module's cloud side ([`ModuleCloud`]) and an in-process implementation;
 //! * [`mqtt`]: [`ModuleCloud`] over MQTT (rumqttc) against `ota serve`: Jobs + Streams;
-//! * [`mqtt`]: [`ModuleCloud`] over MQTT (rumqttc) against `ota serve`: Jobs + Streams;
 //! * [`server`]: the TCP listener playing the UART byte stream.
 
 pub mod cli;
