@@ -6,4 +6,5 @@ pub mod broker;
 pub mod cloud;
 pub mod http;
 pub mod keys;
+pub mod module_sim;
 pub mod serve;

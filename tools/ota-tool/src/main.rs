@@ -40,6 +40,9 @@ enum Cmd {
     /// Run the local AWS IoT Jobs + MQTT Streams stand-in, with an embedded MQTT broker (or an
     /// external one), presigned-style HTTP downloads and the admin API for `ota job`.
     Serve(ServeArgs),
+    /// Emulate the AIROC CCM / AWS IoT ExpressLink module's UART (AT commands) on a loopback
+    /// TCP port, with its cloud side local or over MQTT from `ota serve`.
+    ModuleSim(ota_tool::module_sim::cli::ModuleSimArgs),
     /// Manage jobs of a running `ota serve`.
     Job {
         #[command(subcommand)]
@@ -404,6 +407,13 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(serve(a))?;
+        }
+        Cmd::ModuleSim(a) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(ota_tool::module_sim::cli::run(a))?;
         }
         Cmd::Job { cmd } => match cmd {
             JobCmd::Create(a) => {
