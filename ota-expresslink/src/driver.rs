@@ -642,19 +642,25 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         let r = self
             .command_parts("OTA", None, Some(&[b"SEEK ", digits]), t)
             .await?;
-        let detail = match parse_response(self.rx.line(r)) {
-            Ok(Response::Ok { detail, .. }) => detail,
-            Ok(Response::Err { code, .. }) => return Err(Error::Module(code)),
-            Err(_) => return Err(Error::Malformed),
+        let checked = match parse_response(self.rx.line(r)) {
+            Ok(Response::Ok { detail, .. }) => match parse_seek_reply(detail) {
+                Some(echoed) if echoed == address => Ok(()),
+                Some(echoed) => Err(Error::SeekMismatch {
+                    asked: address,
+                    echoed,
+                }),
+                None => Err(Error::Malformed),
+            },
+            Ok(Response::Err { code, .. }) => Err(Error::Module(code)),
+            Err(_) => Err(Error::Malformed),
         };
-        match parse_seek_reply(detail) {
-            Some(echoed) if echoed == address => Ok(()),
-            Some(echoed) => Err(Error::SeekMismatch {
-                asked: address,
-                echoed,
-            }),
-            None => Err(Error::Malformed),
+        // A line that is not the SEEK echo may be a stale reply to an earlier command that
+        // arrived after its timeout: resynchronise before the next command, or every later
+        // command would read the reply of the one before it.
+        if matches!(&checked, Err(e) if e.is_transient()) {
+            self.desync = true;
         }
+        checked
     }
 
     /// `AT+OTA READ {n}`: a verified chunk (decoded in place in the RX buffer) or the end.
@@ -669,6 +675,14 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         if let Ok(Response::Err { code, .. }) = parse_response(self.rx.line(r.clone())) {
             return Err(Error::Module(code));
         }
-        parse_read_reply(self.rx.line_mut(r), n as usize).map_err(Error::Read)
+        // As in `ota_seek`: a reply that is not a valid READ line may be a late one; resync.
+        let desync = &mut self.desync;
+        match parse_read_reply(self.rx.line_mut(r), n as usize) {
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                *desync = true;
+                Err(Error::Read(e))
+            }
+        }
     }
 }

@@ -120,10 +120,14 @@ pub fn parse_read_reply(line: &mut [u8], max_count: usize) -> Result<ReadReply<'
         sum = sum.wrapping_add(u16::from(byte));
         *line.get_mut(i).ok_or(ReadError::BadData)? = byte;
     }
-    let rule = if got == sum {
-        ChecksumRule::Sum16
-    } else if digits <= 2 && got == sum & 0xFF {
+    // A field of at most 2 digits is the CCM's form: report it as `Sum8` whenever the 8-bit
+    // sum matches, also when the 16-bit sum happens to be below 256 (then both rules agree).
+    // Checking `Sum16` first would count such chunks as `Sum16` and blur the per-rule counters
+    // that are meant to settle, on hardware, which rule the CCM uses.
+    let rule = if digits <= 2 && got == sum & 0xFF {
         ChecksumRule::Sum8
+    } else if got == sum {
+        ChecksumRule::Sum16
     } else {
         return Err(ReadError::ChecksumMismatch { got, sum });
     };

@@ -34,9 +34,15 @@ fn spec_examples() {
         parse("OK 02 A0B1 51", 16).unwrap(),
         (vec![0xA0, 0xB1], Some(ChecksumRule::Sum8))
     );
-    // 2 digits that also equal the full sum: Sum16 wins.
+    // 2 digits that also equal the full sum: a 2-digit field is the CCM form, so Sum8 is
+    // reported (the per-rule counters must not count CCM chunks as Sum16).
     assert_eq!(
         parse("OK 02 0102 03", 16).unwrap().1,
+        Some(ChecksumRule::Sum8)
+    );
+    // 4 digits are always the 16-bit rule, even when the sum is below 256.
+    assert_eq!(
+        parse("OK 02 0102 0003", 16).unwrap().1,
         Some(ChecksumRule::Sum16)
     );
     // 12 bytes.
