@@ -45,6 +45,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JobCmd,
     },
+    /// Run a simulated device (the real agent, flash kept in --state) against a broker.
+    Device(ota_tool::device::cli::DeviceArgs),
+    /// Watch a whole update on this machine: broker, stand-in and device in-process.
+    Demo(ota_tool::demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -405,6 +409,8 @@ fn main() -> Result<()> {
                 .build()?
                 .block_on(serve(a))?;
         }
+        Cmd::Device(a) => ota_tool::device::cli::main(a)?,
+        Cmd::Demo(a) => ota_tool::demo::main(a)?,
         Cmd::Job { cmd } => match cmd {
             JobCmd::Create(a) => {
                 let update = build_update(&a)?;

@@ -1,0 +1,508 @@
+//! The device's boot loop.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ota_core::agent::{Agent, Config, Instant};
+use ota_core::driver::{Application, Clock, Driver, Exit, MqttClient, MqttMessage, NoHttp};
+use ota_core::wire::topic::Qos;
+use ota_core::wire::version::AppVersion;
+use ota_pal_traits::{FlashJournal, NorFlashImageStorage, Sha256EcdsaP256Verifier};
+use serde_json::Value as Json;
+use tokio::sync::{mpsc, Notify};
+
+use super::boot::{BootDecision, GenericBoot, SimReset};
+use super::flash::PersistentChip;
+use super::image::{self, Behavior, HEADER_LEN};
+use super::mqtt::{MqttError, Session};
+
+/// Size of an image slot.
+pub const SLOT: u32 = 1 << 20;
+/// Size of the download journal.
+pub const JOURNAL: u32 = 16 * 1024;
+/// Size of the whole chip: two slots and the journal.
+pub const CHIP: u32 = 2 * SLOT + JOURNAL;
+/// Payload of the image installed on a fresh device.
+pub const FACTORY_PAYLOAD: u32 = 64 * 1024;
+
+/// Network faults injected between the broker and the agent (tests).
+#[derive(Clone, Default)]
+pub struct Faults {
+    /// Drop the connection once, after this many data blocks arrived.
+    pub disconnect_after_blocks: Option<u32>,
+    /// After that disconnect, wait for this before reconnecting.
+    pub reconnect_gate: Option<Arc<Notify>>,
+    /// Drop every n-th data block.
+    pub drop_every: Option<u32>,
+    /// Deliver every n-th data block twice.
+    pub duplicate_every: Option<u32>,
+    /// Hold every n-th data block back and deliver it after the next one.
+    pub reorder_every: Option<u32>,
+}
+
+/// How to run a device.
+#[derive(Clone)]
+pub struct DeviceOptions {
+    /// Thing name (also the MQTT client id).
+    pub thing: String,
+    /// State directory (flash.bin, boot.json).
+    pub state: PathBuf,
+    /// Version of the factory image installed on a fresh state directory.
+    pub version: AppVersion,
+    /// The factory image itself (default: a 64 KiB image of `version`).
+    pub factory_image: Option<Vec<u8>>,
+    /// PEM public key (or certificate) the signatures are checked with.
+    pub verify_key_pem: Vec<u8>,
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Keep running when no job is pending.
+    pub follow: bool,
+    /// Override the running image's behaviour on trial boots.
+    pub self_test: Option<Behavior>,
+    /// Blocks asked per request (`None`: the agent's default).
+    pub blocks_per_request: Option<u32>,
+    /// How long a trial image that cannot connect runs before its watchdog resets it.
+    pub watchdog: Duration,
+    /// How long the broker may stay unreachable before the device gives up.
+    pub connect_within: Duration,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+impl DeviceOptions {
+    /// Defaults for `thing` in `state`, connecting to `host:port`.
+    pub fn new(thing: &str, state: PathBuf, host: &str, port: u16, key_pem: Vec<u8>) -> Self {
+        Self {
+            thing: thing.into(),
+            state,
+            version: AppVersion::new(1, 0, 0),
+            factory_image: None,
+            verify_key_pem: key_pem,
+            host: host.into(),
+            port,
+            follow: false,
+            self_test: None,
+            blocks_per_request: None,
+            watchdog: Duration::from_secs(1),
+            connect_within: Duration::from_secs(30),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// What the device reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceEvent {
+    /// Booted.
+    Booted {
+        /// Version of the running image.
+        version: AppVersion,
+        /// Its slot.
+        slot: u8,
+        /// On trial, rolled back or normal.
+        decision: BootDecision,
+    },
+    /// The running image was installed now (fresh state directory).
+    Provisioned(AppVersion),
+    /// MQTT connected.
+    Connected,
+    /// MQTT dropped.
+    Disconnected(String),
+    /// A job document arrived.
+    Job {
+        /// Job id.
+        job_id: String,
+        /// Size of the first file.
+        file_size: u32,
+        /// Its number of blocks.
+        blocks: u32,
+    },
+    /// A data block arrived.
+    Block {
+        /// Data blocks received so far in this job (duplicates included).
+        received: u32,
+        /// Payload bytes received so far.
+        bytes: u64,
+    },
+    /// The device published a job status.
+    Status {
+        /// Job id.
+        job_id: String,
+        /// The JSON payload.
+        payload: String,
+    },
+    /// The trial image cannot connect: its watchdog resets it.
+    CannotConnect,
+    /// The trial image crashed in its self test.
+    Crashed,
+    /// Reset (a reboot follows).
+    Reset,
+    /// No job pending.
+    Idle,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceReport {
+    /// Version of the running image at the end.
+    pub version: AppVersion,
+    /// Version at the start.
+    pub initial_version: AppVersion,
+    /// Boots in this run.
+    pub boots: u32,
+    /// Data blocks received.
+    pub blocks: u32,
+    /// Data bytes received (block payloads).
+    pub bytes: u64,
+}
+
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&mut self) -> Instant {
+        Instant(u64::try_from(self.0.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    async fn sleep_until(&mut self, at: Instant) {
+        tokio::time::sleep_until(self.0 + Duration::from_millis(at.0)).await;
+    }
+}
+
+struct App {
+    behavior: Behavior,
+    crashed: Rc<Notify>,
+}
+
+impl Application for App {
+    async fn self_test(&mut self) -> bool {
+        match self.behavior {
+            Behavior::FailSelfTest => false,
+            Behavior::Crash => {
+                self.crashed.notify_one();
+                std::future::pending::<()>().await;
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+type Events = Option<mpsc::UnboundedSender<DeviceEvent>>;
+
+fn emit(events: &Events, e: DeviceEvent) {
+    if let Some(tx) = events {
+        let _ = tx.send(e);
+    }
+}
+
+/// Counters shared by the observing client and the runtime.
+#[derive(Default)]
+struct Counters {
+    blocks: Cell<u32>,
+    bytes: Cell<u64>,
+    job_blocks: Cell<u32>,
+    job_bytes: Cell<u64>,
+    seen: Cell<u32>,
+}
+
+/// The session, watched (events, idle detection) and with faults injected.
+struct Observed {
+    session: Session,
+    events: Events,
+    counters: Rc<Counters>,
+    idle: Rc<Notify>,
+    faults: Faults,
+    pending_disconnect: Option<u32>,
+    held: Option<(String, Vec<u8>)>,
+    queue: std::collections::VecDeque<(String, Vec<u8>)>,
+    block_size: u32,
+}
+
+impl Observed {
+    fn observe_in(&self, topic: &str, payload: &[u8]) {
+        if topic.ends_with("/jobs/$next/get/accepted") || topic.ends_with("/jobs/notify-next") {
+            let doc: Json = serde_json::from_slice(payload).unwrap_or(Json::Null);
+            let exec = &doc["execution"];
+            if exec.is_null() {
+                emit(&self.events, DeviceEvent::Idle);
+                self.idle.notify_one();
+            } else if let Some(job_id) = exec["jobId"].as_str() {
+                let size = exec["jobDocument"]["afr_ota"]["files"][0]["filesize"]
+                    .as_u64()
+                    .unwrap_or(0);
+                let size = u32::try_from(size).unwrap_or(u32::MAX);
+                emit(
+                    &self.events,
+                    DeviceEvent::Job {
+                        job_id: job_id.into(),
+                        file_size: size,
+                        blocks: size.div_ceil(self.block_size.max(1)),
+                    },
+                );
+            }
+        }
+    }
+
+    fn is_block(topic: &str) -> bool {
+        topic.contains("/streams/") && topic.ends_with("/data/cbor")
+    }
+
+    async fn next(&mut self) -> Result<(String, Vec<u8>), MqttError> {
+        if let Some(m) = self.queue.pop_front() {
+            return Ok(m);
+        }
+        loop {
+            let (t, p) = self.session.recv_owned().await?;
+            if !Self::is_block(&t) {
+                return Ok((t, p));
+            }
+            let k = self.counters.seen.get() + 1;
+            self.counters.seen.set(k);
+            let every = |n: Option<u32>| n.is_some_and(|n| n > 0 && k % n == 0);
+            if every(self.faults.drop_every) {
+                continue;
+            }
+            if every(self.faults.duplicate_every) {
+                self.queue.push_back((t.clone(), p.clone()));
+            }
+            if every(self.faults.reorder_every) && self.held.is_none() {
+                self.held = Some((t, p));
+                continue;
+            }
+            if let Some(h) = self.held.take() {
+                self.queue.push_back(h);
+            }
+            return Ok((t, p));
+        }
+    }
+}
+
+impl MqttClient for Observed {
+    type Error = MqttError;
+
+    async fn subscribe(&mut self, topic: &str, qos: Qos) -> Result<(), MqttError> {
+        self.session.subscribe(topic, qos).await
+    }
+
+    async fn unsubscribe(&mut self, topic: &str) -> Result<(), MqttError> {
+        self.session.unsubscribe(topic).await
+    }
+
+    async fn publish(&mut self, topic: &str, payload: &[u8], qos: Qos) -> Result<(), MqttError> {
+        if let Some(rest) = topic.strip_suffix("/update") {
+            if let Some(job_id) = rest.rsplit('/').next() {
+                emit(
+                    &self.events,
+                    DeviceEvent::Status {
+                        job_id: job_id.into(),
+                        payload: String::from_utf8_lossy(payload).into_owned(),
+                    },
+                );
+            }
+        }
+        self.session.publish(topic, payload, qos).await
+    }
+
+    async fn receive<'b>(&mut self, buf: &'b mut [u8]) -> Result<MqttMessage<'b>, MqttError> {
+        if let Some(n) = self.pending_disconnect {
+            if self.counters.job_blocks.get() >= n {
+                self.pending_disconnect = None;
+                return Err(MqttError::Disconnected);
+            }
+        }
+        // Cancel safety: a message taken from the session is kept in `queue` until returned.
+        let (t, p) = self.next().await?;
+        let total = t.len() + p.len();
+        if total > buf.len() {
+            return Err(MqttError::TooLarge);
+        }
+        self.observe_in(&t, &p);
+        if Self::is_block(&t) {
+            let c = &self.counters;
+            c.blocks.set(c.blocks.get() + 1);
+            c.job_blocks.set(c.job_blocks.get() + 1);
+            let data = ota_core::wire::cbor::DataBlock::decode(&p)
+                .map(|b| b.payload.len() as u64)
+                .unwrap_or(0);
+            c.bytes.set(c.bytes.get() + data);
+            c.job_bytes.set(c.job_bytes.get() + data);
+            emit(
+                &self.events,
+                DeviceEvent::Block {
+                    received: c.job_blocks.get(),
+                    bytes: c.job_bytes.get(),
+                },
+            );
+        }
+        let (tb, rest) = buf.split_at_mut(t.len());
+        tb.copy_from_slice(t.as_bytes());
+        let pb = rest.get_mut(..p.len()).ok_or(MqttError::TooLarge)?;
+        pb.copy_from_slice(&p);
+        let topic = std::str::from_utf8(tb).map_err(|_| MqttError::TooLarge)?;
+        Ok(MqttMessage { topic, payload: pb })
+    }
+}
+
+fn slot_offset(slot: u8) -> u32 {
+    u32::from(slot.min(1)) * SLOT
+}
+
+/// Run the device until no job is pending (or forever with `follow`), reporting `events`.
+pub async fn run(
+    opts: DeviceOptions,
+    events: Option<mpsc::UnboundedSender<DeviceEvent>>,
+) -> Result<DeviceReport> {
+    std::fs::create_dir_all(&opts.state)
+        .with_context(|| format!("creating {}", opts.state.display()))?;
+    let (chip, fresh) = PersistentChip::open(&opts.state.join("flash.bin"), CHIP)?;
+    let boot = GenericBoot::load(&opts.state)?;
+    if fresh {
+        let img = opts
+            .factory_image
+            .clone()
+            .unwrap_or_else(|| image::build(opts.version, FACTORY_PAYLOAD, Behavior::Normal));
+        let header = image::parse(&img).context("the factory image has no header")?;
+        if img.len() > SLOT as usize {
+            bail!("the factory image is larger than a slot ({SLOT} bytes)");
+        }
+        chip.install(slot_offset(boot.get().running()), &img)?;
+        emit(&events, DeviceEvent::Provisioned(header.version));
+    }
+    let counters = Rc::new(Counters::default());
+    let block_size = 4096;
+    let mut initial = None;
+    let mut boots = 0u32;
+    let mut disconnect_fault = opts.faults.disconnect_after_blocks;
+    let version_of = |slot: u8| -> Result<image::Header> {
+        image::parse(&chip.read(slot_offset(slot), HEADER_LEN as u32))
+            .with_context(|| format!("no image in slot {slot}"))
+    };
+    loop {
+        let decision = boot.boot()?;
+        boots += 1;
+        let state = boot.get();
+        let running = state.running();
+        let header = version_of(running)?;
+        initial.get_or_insert(header.version);
+        emit(
+            &events,
+            DeviceEvent::Booted {
+                version: header.version,
+                slot: running,
+                decision,
+            },
+        );
+        let behavior = if decision == BootDecision::Trial {
+            opts.self_test.unwrap_or(header.behavior)
+        } else {
+            Behavior::Normal
+        };
+        if behavior == Behavior::CannotConnect {
+            emit(&events, DeviceEvent::CannotConnect);
+            tokio::time::sleep(opts.watchdog).await;
+            emit(&events, DeviceEvent::Reset);
+            continue;
+        }
+        let spare = state.spare();
+        let storage =
+            NorFlashImageStorage::new(chip.window(slot_offset(spare), SLOT)?, 0, SLOT, 0xFF)
+                .map_err(|e| anyhow::anyhow!("image storage: {e:?}"))?;
+        let journal = FlashJournal::new(chip.window(2 * SLOT, JOURNAL)?, 0, JOURNAL, 0xFF)
+            .map_err(|e| anyhow::anyhow!("journal: {e:?}"))?;
+        let verifier = Sha256EcdsaP256Verifier::from_pem(&opts.verify_key_pem)
+            .map_err(|e| anyhow::anyhow!("verify key: {e:?}"))?;
+        let mut cfg = Config::new(&opts.thing, header.version);
+        cfg.block_size = block_size;
+        if let Some(n) = opts.blocks_per_request {
+            cfg.blocks_per_request = n;
+            cfg.rx_buffer_len = n * (block_size + 64);
+        }
+        let mut agent: Box<Agent> =
+            Box::new(Agent::new(cfg).map_err(|e| anyhow::anyhow!("agent configuration: {e:?}"))?);
+        let session =
+            Session::connect_retrying(&opts.thing, &opts.host, opts.port, opts.connect_within)
+                .await?;
+        emit(&events, DeviceEvent::Connected);
+        let idle = Rc::new(Notify::new());
+        let crashed = Rc::new(Notify::new());
+        counters.job_blocks.set(0);
+        counters.job_bytes.set(0);
+        let mqtt = Observed {
+            session,
+            events: events.clone(),
+            counters: counters.clone(),
+            idle: idle.clone(),
+            faults: opts.faults.clone(),
+            pending_disconnect: disconnect_fault.take(),
+            held: None,
+            queue: Default::default(),
+            block_size,
+        };
+        let app = App {
+            behavior,
+            crashed: crashed.clone(),
+        };
+        let mut driver = Driver::new(
+            mqtt,
+            TokioClock(tokio::time::Instant::now()),
+            app,
+            NoHttp,
+            storage,
+            verifier,
+            boot.clone(),
+            SimReset,
+            journal,
+        );
+        let mut rx = vec![0u8; 1 << 20];
+        let reset = loop {
+            let exit = tokio::select! {
+                exit = driver.run(&mut agent, &mut rx) => Some(exit),
+                () = idle.notified(), if !opts.follow => None,
+                () = crashed.notified() => {
+                    emit(&events, DeviceEvent::Crashed);
+                    Some(Exit::Reset)
+                }
+            };
+            match exit {
+                None => break false,
+                Some(Exit::Reset) => break true,
+                Some(Exit::Mqtt(e)) => {
+                    emit(&events, DeviceEvent::Disconnected(format!("{e:?}")));
+                    driver.mqtt.session.disconnect().await;
+                    if let Some(gate) = opts.faults.reconnect_gate.as_ref() {
+                        gate.notified().await;
+                    }
+                    driver.mqtt.session = Session::connect_retrying(
+                        &opts.thing,
+                        &opts.host,
+                        opts.port,
+                        opts.connect_within,
+                    )
+                    .await?;
+                    emit(&events, DeviceEvent::Connected);
+                }
+            }
+        };
+        driver.mqtt.session.disconnect().await;
+        if reset {
+            emit(&events, DeviceEvent::Reset);
+            if boots > 64 {
+                bail!("more than 64 boots in one run: a reset loop");
+            }
+            continue;
+        }
+        return Ok(DeviceReport {
+            version: header.version,
+            initial_version: initial.unwrap_or(header.version),
+            boots,
+            blocks: counters.blocks.get(),
+            bytes: counters.bytes.get(),
+        });
+    }
+}
