@@ -23,4 +23,4 @@ pub mod image;
 pub mod mqtt;
 mod runtime;
 
-pub use runtime::{run, DeviceEvent, DeviceOptions, DeviceReport, Faults};
+pub use runtime::{run, running_version, DeviceEvent, DeviceOptions, DeviceReport, Faults};

@@ -67,6 +67,8 @@ pub struct DeviceOptions {
     pub self_test: Option<Behavior>,
     /// Blocks asked per request (`None`: the agent's default).
     pub blocks_per_request: Option<u32>,
+    /// How long the agent waits for a block or a reply (`None`: the agent's 10 s).
+    pub request_timeout_ms: Option<u32>,
     /// How long a trial image that cannot connect runs before its watchdog resets it.
     pub watchdog: Duration,
     /// How long the broker may stay unreachable before the device gives up.
@@ -89,6 +91,7 @@ impl DeviceOptions {
             follow: false,
             self_test: None,
             blocks_per_request: None,
+            request_timeout_ms: None,
             watchdog: Duration::from_secs(1),
             connect_within: Duration::from_secs(30),
             faults: Faults::default(),
@@ -353,6 +356,19 @@ fn slot_offset(slot: u8) -> u32 {
     u32::from(slot.min(1)) * SLOT
 }
 
+/// The version of the image that runs now on the device kept in `state` (without booting it).
+pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
+    let (chip, fresh) = PersistentChip::open(&state.join("flash.bin"), CHIP)?;
+    if fresh {
+        bail!("no device in {}", state.display());
+    }
+    let boot = GenericBoot::load(state)?;
+    let slot = boot.get().running();
+    let h = image::parse(&chip.read(slot_offset(slot), HEADER_LEN as u32))
+        .with_context(|| format!("no image in slot {slot}"))?;
+    Ok(h.version)
+}
+
 /// Run the device until no job is pending (or forever with `follow`), reporting `events`.
 pub async fn run(
     opts: DeviceOptions,
@@ -422,6 +438,9 @@ pub async fn run(
         if let Some(n) = opts.blocks_per_request {
             cfg.blocks_per_request = n;
             cfg.rx_buffer_len = n * (block_size + 64);
+        }
+        if let Some(ms) = opts.request_timeout_ms {
+            cfg.request_timeout_ms = ms;
         }
         let mut agent: Box<Agent> =
             Box::new(Agent::new(cfg).map_err(|e| anyhow::anyhow!("agent configuration: {e:?}"))?);
