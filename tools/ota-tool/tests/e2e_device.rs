@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{mosquitto_binary, Mosquitto};
+use common::{mosquitto_binary, Mosquitto, TestClock};
 use ota_core::wire::version::AppVersion;
 use ota_tool::cloud::{OtaFile, OtaUpdate, Protocol};
 use ota_tool::device::image::{self, Behavior};
@@ -51,8 +51,13 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(tweak: impl FnOnce(&mut ServeConfig)) -> Env {
         let mosq = Mosquitto::start().await;
         let mut cfg = ServeConfig::loopback();
+        tweak(&mut cfg);
         cfg.mqtt = MqttMode::External {
             host: "127.0.0.1".into(),
             port: mosq.port,
@@ -94,11 +99,22 @@ impl Env {
     }
 
     fn job_for(&self, thing: &str, id: &str, img: Vec<u8>, sig: Option<String>) -> String {
+        self.job_over(thing, id, img, sig, vec![Protocol::Mqtt])
+    }
+
+    fn job_over(
+        &self,
+        thing: &str,
+        id: &str,
+        img: Vec<u8>,
+        sig: Option<String>,
+        protocols: Vec<Protocol>,
+    ) -> String {
         let update = OtaUpdate {
             id: Some(id.into()),
             things: vec![thing.into()],
             groups: Vec::new(),
-            protocols: vec![Protocol::Mqtt],
+            protocols,
             files: vec![OtaFile {
                 data: img,
                 filepath: Some("/firmware/app.bin".into()),
@@ -506,5 +522,50 @@ async fn broker_restart_mid_download() {
     .await
     .expect("ends");
     assert!(restarted);
+    expect_outcome(&env, &job, "SUCCEEDED", v(1, 1)).await;
+}
+
+#[tokio::test]
+async fn http_data_path_updates() {
+    let env = Env::new().await;
+    let (img, sig) = env.image(v(1, 1), Behavior::Normal);
+    let job = env.job_over(THING, "http", img, sig, vec![Protocol::Http]);
+    let mut opts = env.opts();
+    opts.http = true;
+    let (report, events) = run_device(opts).await;
+    assert_eq!(blocks_of(&events), total_blocks());
+    assert_eq!(report.version, v(1, 1));
+    expect_outcome(&env, &job, "SUCCEEDED", v(1, 1)).await;
+}
+
+#[tokio::test]
+async fn presigned_url_expired_gets_a_fresh_one_and_resumes() {
+    let clock = TestClock::new(now());
+    let env = Env::with(|cfg| {
+        cfg.clock = clock.clock();
+        cfg.url_ttl_secs = 300;
+    })
+    .await;
+    let (img, sig) = env.image(v(1, 1), Behavior::Normal);
+    let job = env.job_over(THING, "expiry", img, sig, vec![Protocol::Http]);
+    let mut opts = env.opts();
+    opts.http = true;
+    let mut expired = 0;
+    let report = run_watching(opts, |e| {
+        match e {
+            DeviceEvent::Block { received: 3, .. } if expired == 0 => clock.advance(301),
+            DeviceEvent::UrlExpired => expired += 1,
+            _ => {}
+        }
+        false
+    })
+    .await
+    .expect("ends");
+    assert!(expired >= 1, "the URL expired during the download");
+    assert!(
+        report.blocks <= total_blocks() + 1,
+        "resumed, not restarted: {}",
+        report.blocks
+    );
     expect_outcome(&env, &job, "SUCCEEDED", v(1, 1)).await;
 }

@@ -44,6 +44,9 @@ pub struct DeviceArgs {
     /// How a new image behaves after its trial boot (default: as its header says).
     #[arg(long, value_enum, value_name = "BEHAVIOUR")]
     pub self_test: Option<Behavior>,
+    /// Download over HTTP (presigned URLs) when a job offers it.
+    #[arg(long)]
+    pub http: bool,
     /// Blocks asked per GetStream request (default: the agent's).
     #[arg(long, value_name = "N")]
     pub blocks_per_request: Option<u32>,
@@ -84,6 +87,7 @@ pub fn describe(e: &DeviceEvent) -> Option<String> {
         } => format!("job {job_id}: {file_size} bytes, {blocks} blocks"),
         DeviceEvent::Block { .. } => return None,
         DeviceEvent::Status { job_id, payload } => format!("status {job_id}: {payload}"),
+        DeviceEvent::UrlExpired => "http: the presigned URL expired".into(),
         DeviceEvent::CannotConnect => "the new image cannot connect: watchdog reset".into(),
         DeviceEvent::Crashed => "the new image crashed in its self test".into(),
         DeviceEvent::Reset => "reset".into(),
@@ -101,6 +105,7 @@ pub fn main(a: DeviceArgs) -> Result<()> {
     opts.follow = a.follow;
     opts.self_test = a.self_test;
     opts.blocks_per_request = a.blocks_per_request;
+    opts.http = a.http;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

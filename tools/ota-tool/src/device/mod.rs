@@ -2,7 +2,8 @@
 //! `ota_core::driver::Driver`.
 //!
 //! - MQTT: [`mqtt::Session`], rumqttc on tokio (reconnects with a new session when it drops);
-//! - clock: tokio time; HTTP: not used (MQTT data path);
+//! - clock: tokio time; HTTP range GETs ([`http_client`]) when the job offers HTTP and
+//!   `DeviceOptions::http` is set;
 //! - flash: `<state>/flash.bin`, a file-backed `ota_pal_traits::sim::SimDevice` written
 //!   through on every write and erase ([`flash`]), laid out as two 1 MiB image slots and a
 //!   16 KiB `FlashJournal`; the download goes through `NorFlashImageStorage` into the slot
@@ -19,6 +20,7 @@
 pub mod boot;
 pub mod cli;
 pub mod flash;
+pub mod http_client;
 pub mod image;
 pub mod mqtt;
 mod runtime;

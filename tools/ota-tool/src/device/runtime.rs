@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use ota_core::agent::{Agent, Config, Instant};
-use ota_core::driver::{Application, Clock, Driver, Exit, MqttClient, MqttMessage, NoHttp};
+use ota_core::driver::{Application, Clock, Driver, Exit, MqttClient, MqttMessage};
 use ota_core::wire::topic::Qos;
 use ota_core::wire::version::AppVersion;
 use ota_pal_traits::{FlashJournal, NorFlashImageStorage, Sha256EcdsaP256Verifier};
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::boot::{BootDecision, GenericBoot, SimReset};
 use super::flash::PersistentChip;
+use super::http_client::{Fetched, HostHttp};
 use super::image::{self, Behavior, HEADER_LEN};
 use super::mqtt::{MqttError, Session};
 
@@ -73,6 +74,8 @@ pub struct DeviceOptions {
     pub watchdog: Duration,
     /// How long the broker may stay unreachable before the device gives up.
     pub connect_within: Duration,
+    /// Use the HTTP data path when a job offers it.
+    pub http: bool,
     /// Faults to inject.
     pub faults: Faults,
 }
@@ -94,6 +97,7 @@ impl DeviceOptions {
             request_timeout_ms: None,
             watchdog: Duration::from_secs(1),
             connect_within: Duration::from_secs(30),
+            http: false,
             faults: Faults::default(),
         }
     }
@@ -140,6 +144,8 @@ pub enum DeviceEvent {
         /// The JSON payload.
         payload: String,
     },
+    /// A presigned HTTP URL expired (HTTP 403).
+    UrlExpired,
     /// The trial image cannot connect: its watchdog resets it.
     CannotConnect,
     /// The trial image crashed in its self test.
@@ -439,6 +445,7 @@ pub async fn run(
             cfg.blocks_per_request = n;
             cfg.rx_buffer_len = n * (block_size + 64);
         }
+        cfg.http_enabled = opts.http;
         if let Some(ms) = opts.request_timeout_ms {
             cfg.request_timeout_ms = ms;
         }
@@ -467,11 +474,34 @@ pub async fn run(
             behavior,
             crashed: crashed.clone(),
         };
+        let http_events = events.clone();
+        let http_counters = counters.clone();
+        let http = HostHttp {
+            observe: move |r: &Fetched| match r {
+                Fetched::Body(body) => {
+                    let c = &http_counters;
+                    let n = body.len() as u64;
+                    c.blocks.set(c.blocks.get() + 1);
+                    c.job_blocks.set(c.job_blocks.get() + 1);
+                    c.bytes.set(c.bytes.get() + n);
+                    c.job_bytes.set(c.job_bytes.get() + n);
+                    emit(
+                        &http_events,
+                        DeviceEvent::Block {
+                            received: c.job_blocks.get(),
+                            bytes: c.job_bytes.get(),
+                        },
+                    );
+                }
+                Fetched::Expired => emit(&http_events, DeviceEvent::UrlExpired),
+                Fetched::Failed => {}
+            },
+        };
         let mut driver = Driver::new(
             mqtt,
             TokioClock(tokio::time::Instant::now()),
             app,
-            NoHttp,
+            http,
             storage,
             verifier,
             boot.clone(),
