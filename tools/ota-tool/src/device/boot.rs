@@ -170,3 +170,58 @@ pub struct SimReset;
 impl Reset for SimReset {
     fn reset(&mut self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_pal_traits::sim::block_on;
+
+    fn file() -> FileInfo<'static> {
+        FileInfo {
+            index: 0,
+            path: "/fw",
+            size: 10,
+            file_type: 0,
+            attributes: 0,
+            cert_path: "",
+        }
+    }
+
+    #[test]
+    fn trial_confirm_rollback_and_persistence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = GenericBoot::load(dir.path()).unwrap();
+        assert_eq!(b.boot().unwrap(), BootDecision::Normal);
+        assert_eq!(block_on(b.platform_state()), Ok(PlatformImageState::Valid));
+        // Stage, reboot on trial, confirm.
+        block_on(b.request_trial_boot(&file())).unwrap();
+        assert_eq!(b.boot().unwrap(), BootDecision::Trial);
+        assert_eq!(b.get().running(), 1);
+        assert_eq!(
+            block_on(b.platform_state()),
+            Ok(PlatformImageState::PendingCommit)
+        );
+        block_on(b.confirm()).unwrap();
+        assert_eq!(b.get().active, 1);
+        assert!(block_on(b.confirm()).is_err(), "nothing on trial");
+        // Stage slot 0, reboot, then reset without confirm: rolled back to slot 1.
+        block_on(b.request_trial_boot(&file())).unwrap();
+        assert_eq!(b.boot().unwrap(), BootDecision::Trial);
+        assert_eq!(b.get().running(), 0);
+        let reloaded = GenericBoot::load(dir.path()).unwrap();
+        assert_eq!(reloaded.get(), b.get(), "persisted");
+        assert_eq!(reloaded.boot().unwrap(), BootDecision::RolledBack);
+        assert_eq!(reloaded.get().running(), 1);
+        let mut r = reloaded;
+        assert_eq!(
+            block_on(r.platform_state()),
+            Ok(PlatformImageState::Invalid)
+        );
+        // A rejected trial is rolled back at the next boot too.
+        block_on(r.request_trial_boot(&file())).unwrap();
+        assert_eq!(r.boot().unwrap(), BootDecision::Trial);
+        block_on(r.reject()).unwrap();
+        assert_eq!(r.boot().unwrap(), BootDecision::RolledBack);
+        assert_eq!(r.get().running(), 1);
+    }
+}
