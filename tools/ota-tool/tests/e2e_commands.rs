@@ -47,8 +47,15 @@ async fn demo_updates_the_device_and_prints_a_summary() {
     assert!(stdout.contains("in 17 blocks of 4096"), "{stdout}");
 }
 
-#[tokio::test]
-async fn device_command_updates_over_mosquitto() {
+struct Setup {
+    _mosq: Mosquitto,
+    server: Server,
+    dir: tempfile::TempDir,
+    job: String,
+    args: Vec<String>,
+}
+
+async fn setup(payload: u32) -> Setup {
     let mosq = Mosquitto::start().await;
     let mut cfg = ServeConfig::loopback();
     cfg.mqtt = MqttMode::External {
@@ -58,7 +65,7 @@ async fn device_command_updates_over_mosquitto() {
     let server = Server::start(cfg).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (sk, pk) = keys::keygen(dir.path()).unwrap();
-    let img = image::build(AppVersion::new(2, 0, 1), 20_000, Behavior::Normal);
+    let img = image::build(AppVersion::new(2, 0, 1), payload, Behavior::Normal);
     let sig = keys::sign(&keys::read_signing_key(&sk).unwrap(), &img);
     let update = OtaUpdate {
         id: Some("cli".into()),
@@ -94,6 +101,32 @@ async fn device_command_updates_over_mosquitto() {
         "--broker".into(),
         format!("127.0.0.1:{}", mosq.port),
     ];
+    Setup {
+        _mosq: mosq,
+        server,
+        dir,
+        job,
+        args,
+    }
+}
+
+fn status(s: &Setup) -> String {
+    s.server
+        .cloud
+        .lock()
+        .unwrap()
+        .jobs
+        .execution("cli-thing", &s.job)
+        .unwrap()
+        .status
+        .as_str()
+        .to_string()
+}
+
+#[tokio::test]
+async fn device_command_updates_over_mosquitto() {
+    let s = setup(20_000).await;
+    let args = s.args.clone();
     let out = ota(args.clone()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -105,15 +138,7 @@ async fn device_command_updates_over_mosquitto() {
         stdout.contains("running v2.0.1 (was v2.0.0), 2 boot(s)"),
         "{stdout}"
     );
-    let status = server
-        .cloud
-        .lock()
-        .unwrap()
-        .jobs
-        .execution("cli-thing", &job)
-        .unwrap()
-        .status;
-    assert_eq!(status.as_str(), "SUCCEEDED");
+    assert_eq!(status(&s), "SUCCEEDED");
     // The state survives: run again, nothing to do, still v2.0.1.
     let out = ota(args).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -121,4 +146,54 @@ async fn device_command_updates_over_mosquitto() {
         stdout.contains("running v2.0.1 (was v2.0.1), 1 boot(s)"),
         "{stdout}"
     );
+}
+
+/// `kill -9` of the device mid-download: its flash file keeps the blocks and the journal, the
+/// next run asks only for the rest.
+#[tokio::test]
+async fn a_killed_device_resumes_from_its_state_directory() {
+    use std::io::{BufRead, BufReader};
+    let s = setup(49 * 4096 - 100).await;
+    let args = s.args.clone();
+    let killed = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ota"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let cut = line.starts_with("download: 16/");
+            seen.push(line);
+            if cut {
+                child.kill().unwrap();
+                break;
+            }
+        }
+        let _ = child.wait();
+        seen
+    });
+    let seen = tokio::time::timeout(Duration::from_secs(120), killed)
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert!(
+        seen.iter().any(|l| l.starts_with("download: 16/49")),
+        "{seen:?}"
+    );
+    let out = ota(s.args.clone()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let received: u32 = last
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" blocks received"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(received < 49, "only the missing blocks: {stdout}");
+    assert!(last.starts_with("running v2.0.1 (was v2.0.0)"), "{stdout}");
+    assert_eq!(status(&s), "SUCCEEDED");
+    drop(s.dir);
 }
