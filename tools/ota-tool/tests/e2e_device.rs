@@ -569,3 +569,45 @@ async fn presigned_url_expired_gets_a_fresh_one_and_resumes() {
     );
     expect_outcome(&env, &job, "SUCCEEDED", v(1, 1)).await;
 }
+
+fn psoc6_job(env: &Env, id: &str, version: AppVersion) -> String {
+    let img = ota_tool::device::psoc6_image(version, PAYLOAD).unwrap();
+    let sig = keys::sign(&env.key, &img);
+    env.job_for(THING, id, img, Some(sig))
+}
+
+#[tokio::test]
+async fn psoc6_board_updates_through_its_simulated_mcuboot() {
+    let env = Env::new().await;
+    let job = psoc6_job(&env, "psoc6", v(1, 1));
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Psoc6;
+    let (report, events) = run_device(opts).await;
+    assert_eq!(report.boots, 2);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        DeviceEvent::Booted {
+            decision: ota_tool::device::boot::BootDecision::Trial,
+            ..
+        }
+    )));
+    expect_outcome(&env, &job, "SUCCEEDED", v(1, 1)).await;
+    // Confirmed: the next boot is a normal one on 1.1.0.
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Psoc6;
+    let (report, _) = run_device(opts).await;
+    assert_eq!((report.boots, report.version), (1, v(1, 1)));
+}
+
+#[tokio::test]
+async fn psoc6_board_rolls_back_an_image_that_crashes() {
+    let env = Env::new().await;
+    let job = psoc6_job(&env, "psoc6-crash", v(1, 1));
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Psoc6;
+    opts.self_test = Some(Behavior::Crash);
+    let (report, events) = run_device(opts).await;
+    assert!(events.contains(&DeviceEvent::Crashed));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}

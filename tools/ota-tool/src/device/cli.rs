@@ -3,19 +3,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ota_core::wire::version::AppVersion;
 
 use super::boot::BootDecision;
 use super::image::Behavior;
+use super::runtime::Board;
 use super::{run, DeviceEvent, DeviceOptions};
-
-/// Boards the device can simulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Board {
-    /// NorFlashImageStorage + FlashJournal + a generic A/B bootloader.
-    Generic,
-}
 
 /// Arguments of `ota device`.
 #[derive(Args, Debug)]
@@ -106,6 +100,7 @@ pub fn main(a: DeviceArgs) -> Result<()> {
     opts.self_test = a.self_test;
     opts.blocks_per_request = a.blocks_per_request;
     opts.http = a.http;
+    opts.board = a.board;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -28,20 +28,19 @@ pub struct PersistentChip {
 impl PersistentChip {
     /// Open `path` (created blank, `size` bytes of 0xFF, when missing). Returns the chip and
     /// whether it was created.
-    pub fn open(path: &Path, size: u32) -> Result<(Self, bool)> {
+    pub fn open(path: &Path, size: u32, cfg: SimConfig, erase_value: u8) -> Result<(Self, bool)> {
         let created = !path.exists();
         let mem = if created {
-            let mem = vec![0xFF; size as usize];
+            let mem = vec![erase_value; size as usize];
             std::fs::write(path, &mem).with_context(|| format!("writing {}", path.display()))?;
             mem
         } else {
             let mut mem =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            mem.resize(size as usize, 0xFF);
+            mem.resize(size as usize, erase_value);
             mem
         };
-        let dev = SimDevice::new(mem, SimConfig::new(WRITE, ERASE))
-            .map_err(|e| anyhow::anyhow!("flash geometry: {e}"))?;
+        let dev = SimDevice::new(mem, cfg).map_err(|e| anyhow::anyhow!("flash geometry: {e}"))?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
@@ -71,11 +70,22 @@ impl PersistentChip {
         f.write_all(&bytes)
     }
 
+    /// Write the whole chip to the file (after the bootloader changed it directly).
+    pub fn sync_all(&self) -> Result<()> {
+        let len = self.dev.len().map_err(|e| anyhow::anyhow!("flash: {e}"))?;
+        self.sync(0, len)?;
+        Ok(())
+    }
+
     /// A window `[offset, offset + len)` that writes through.
-    pub fn window(&self, offset: u32, len: u32) -> Result<Window<'_>> {
+    pub fn window<const W: usize, const E: usize>(
+        &self,
+        offset: u32,
+        len: u32,
+    ) -> Result<Window<'_, W, E>> {
         let inner = self
             .dev
-            .view::<WRITE, ERASE>(offset, len)
+            .view::<W, E>(offset, len)
             .map_err(|e| anyhow::anyhow!("flash window: {e}"))?;
         Ok(Window {
             chip: self,
@@ -111,9 +121,9 @@ impl PersistentChip {
 }
 
 /// A window of the chip.
-pub struct Window<'c> {
+pub struct Window<'c, const W: usize, const E: usize> {
     chip: &'c PersistentChip,
-    inner: ota_pal_traits::sim::SimFlash<'c, Vec<u8>, WRITE, ERASE>,
+    inner: ota_pal_traits::sim::SimFlash<'c, Vec<u8>, W, E>,
     base: u32,
 }
 
@@ -135,11 +145,11 @@ impl NorFlashError for FlashError {
     }
 }
 
-impl ErrorType for Window<'_> {
+impl<const W: usize, const E: usize> ErrorType for Window<'_, W, E> {
     type Error = FlashError;
 }
 
-impl ReadNorFlash for Window<'_> {
+impl<const W: usize, const E: usize> ReadNorFlash for Window<'_, W, E> {
     const READ_SIZE: usize = 1;
 
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
@@ -154,9 +164,9 @@ impl ReadNorFlash for Window<'_> {
     }
 }
 
-impl NorFlash for Window<'_> {
-    const WRITE_SIZE: usize = WRITE;
-    const ERASE_SIZE: usize = ERASE;
+impl<const W: usize, const E: usize> NorFlash for Window<'_, W, E> {
+    const WRITE_SIZE: usize = W;
+    const ERASE_SIZE: usize = E;
 
     async fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         let r = self.inner.erase(from, to).await.map_err(FlashError::Sim);

@@ -23,6 +23,8 @@ pub mod flash;
 pub mod http_client;
 pub mod image;
 pub mod mqtt;
-mod runtime;
+pub mod runtime;
 
-pub use runtime::{run, running_version, DeviceEvent, DeviceOptions, DeviceReport, Faults};
+pub use runtime::{
+    psoc6_image, run, running_version, Board, DeviceEvent, DeviceOptions, DeviceReport, Faults,
+};

@@ -16,10 +16,11 @@ use serde_json::Value as Json;
 use tokio::sync::{mpsc, Notify};
 
 use super::boot::{BootDecision, GenericBoot, SimReset};
-use super::flash::PersistentChip;
+use super::flash::{PersistentChip, ERASE, WRITE};
 use super::http_client::{Fetched, HostHttp};
 use super::image::{self, Behavior, HEADER_LEN};
 use super::mqtt::{MqttError, Session};
+use ota_pal_traits::sim::SimConfig;
 
 /// Size of an image slot.
 pub const SLOT: u32 = 1 << 20;
@@ -76,6 +77,8 @@ pub struct DeviceOptions {
     pub connect_within: Duration,
     /// Use the HTTP data path when a job offers it.
     pub http: bool,
+    /// The simulated board.
+    pub board: Board,
     /// Faults to inject.
     pub faults: Faults,
 }
@@ -98,6 +101,7 @@ impl DeviceOptions {
             watchdog: Duration::from_secs(1),
             connect_within: Duration::from_secs(30),
             http: false,
+            board: Board::Generic,
             faults: Faults::default(),
         }
     }
@@ -364,15 +368,177 @@ fn slot_offset(slot: u8) -> u32 {
 
 /// The version of the image that runs now on the device kept in `state` (without booting it).
 pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
-    let (chip, fresh) = PersistentChip::open(&state.join("flash.bin"), CHIP)?;
-    if fresh {
+    let flash = state.join("flash.bin");
+    if !flash.exists() {
         bail!("no device in {}", state.display());
     }
-    let boot = GenericBoot::load(state)?;
-    let slot = boot.get().running();
-    let h = image::parse(&chip.read(slot_offset(slot), HEADER_LEN as u32))
-        .with_context(|| format!("no image in slot {slot}"))?;
+    let bytes = std::fs::read(&flash)?;
+    let at = if state.join("boot.json").exists() {
+        let boot = GenericBoot::load(state)?;
+        slot_offset(boot.get().running()) as usize
+    } else {
+        // psoc6: the primary slot runs; our header follows the 0x400-byte MCUboot header.
+        pal_psoc6::Config::V1_8_SWAP.primary.offset() as usize + 0x400
+    };
+    let h = image::parse(bytes.get(at..).unwrap_or_default())
+        .with_context(|| format!("no image at {at:#x}"))?;
     Ok(h.version)
+}
+
+/// The boards the device can simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Board {
+    /// `NorFlashImageStorage` + `FlashJournal` + the generic A/B bootloader of [`super::boot`].
+    #[default]
+    Generic,
+    /// `pal-psoc6` (MCUboot v1.8 swap layout) over its simulated MCUboot; images are MCUboot
+    /// images ([`psoc6_image`]).
+    Psoc6,
+}
+
+/// An MCUboot image for `--board psoc6` (its own signature TLV made with a throwaway key: the
+/// simulated MCUboot checks the hash TLV; the agent checks the OTA signature).
+pub fn psoc6_image(version: AppVersion, payload_len: u32) -> Result<Vec<u8>> {
+    let payload = image::build(version, payload_len, Behavior::Normal);
+    let throwaway = p256::ecdsa::SigningKey::from_slice(&[0x5A; 32])?;
+    let mut out = vec![0u8; payload.len() + 0x400 + 1024];
+    let v = pal_psoc6::ImageVersion::new(version.major, version.minor, version.build, 0);
+    let n = pal_psoc6::image::build_signed_image(&payload, v, 0x400, &throwaway, &mut out)
+        .map_err(|e| anyhow::anyhow!("building the MCUboot image: {e:?}"))?;
+    out.truncate(n);
+    Ok(out)
+}
+
+struct Ctx {
+    opts: DeviceOptions,
+    events: Events,
+    counters: Rc<Counters>,
+    disconnect_fault: Cell<Option<u32>>,
+}
+
+const BLOCK_SIZE: u32 = 4096;
+
+/// One boot's agent run: connect, run the driver (reconnecting when MQTT drops) until a
+/// reset (`Ok(true)`) or no job is pending (`Ok(false)`).
+async fn run_agent<S, B, J>(
+    ctx: &Ctx,
+    version: AppVersion,
+    behavior: Behavior,
+    storage: S,
+    boot: B,
+    journal: J,
+) -> Result<bool>
+where
+    S: ota_pal_traits::ImageStorage,
+    B: ota_pal_traits::BootControl,
+    J: ota_pal_traits::DownloadJournal,
+{
+    let (opts, events, counters) = (&ctx.opts, &ctx.events, &ctx.counters);
+    let verifier = Sha256EcdsaP256Verifier::from_pem(&opts.verify_key_pem)
+        .map_err(|e| anyhow::anyhow!("verify key: {e:?}"))?;
+    let mut cfg = Config::new(&opts.thing, version);
+    cfg.block_size = BLOCK_SIZE;
+    if let Some(n) = opts.blocks_per_request {
+        cfg.blocks_per_request = n;
+        cfg.rx_buffer_len = n * (BLOCK_SIZE + 64);
+    }
+    cfg.http_enabled = opts.http;
+    if let Some(ms) = opts.request_timeout_ms {
+        cfg.request_timeout_ms = ms;
+    }
+    let mut agent: Box<Agent> =
+        Box::new(Agent::new(cfg).map_err(|e| anyhow::anyhow!("agent configuration: {e:?}"))?);
+    let session =
+        Session::connect_retrying(&opts.thing, &opts.host, opts.port, opts.connect_within).await?;
+    emit(events, DeviceEvent::Connected);
+    let idle = Rc::new(Notify::new());
+    let crashed = Rc::new(Notify::new());
+    counters.job_blocks.set(0);
+    counters.job_bytes.set(0);
+    let mqtt = Observed {
+        session,
+        events: events.clone(),
+        counters: counters.clone(),
+        idle: idle.clone(),
+        faults: opts.faults.clone(),
+        pending_disconnect: ctx.disconnect_fault.take(),
+        held: None,
+        queue: Default::default(),
+        block_size: BLOCK_SIZE,
+    };
+    let app = App {
+        behavior,
+        crashed: crashed.clone(),
+    };
+    let http_events = events.clone();
+    let http_counters = counters.clone();
+    let http = HostHttp {
+        observe: move |r: &Fetched| match r {
+            Fetched::Body(body) => {
+                let c = &http_counters;
+                let n = body.len() as u64;
+                c.blocks.set(c.blocks.get() + 1);
+                c.job_blocks.set(c.job_blocks.get() + 1);
+                c.bytes.set(c.bytes.get() + n);
+                c.job_bytes.set(c.job_bytes.get() + n);
+                emit(
+                    &http_events,
+                    DeviceEvent::Block {
+                        received: c.job_blocks.get(),
+                        bytes: c.job_bytes.get(),
+                    },
+                );
+            }
+            Fetched::Expired => emit(&http_events, DeviceEvent::UrlExpired),
+            Fetched::Failed => {}
+        },
+    };
+    let mut driver = Driver::new(
+        mqtt,
+        TokioClock(tokio::time::Instant::now()),
+        app,
+        http,
+        storage,
+        verifier,
+        boot,
+        SimReset,
+        journal,
+    );
+    let mut rx = vec![0u8; 1 << 20];
+    let reset = loop {
+        let exit = tokio::select! {
+            exit = driver.run(&mut agent, &mut rx) => Some(exit),
+            () = idle.notified(), if !opts.follow => None,
+            () = crashed.notified() => {
+                emit(events, DeviceEvent::Crashed);
+                Some(Exit::Reset)
+            }
+        };
+        match exit {
+            None => break false,
+            Some(Exit::Reset) => break true,
+            Some(Exit::Mqtt(e)) => {
+                emit(events, DeviceEvent::Disconnected(format!("{e:?}")));
+                driver.mqtt.session.disconnect().await;
+                if let Some(gate) = opts.faults.reconnect_gate.as_ref() {
+                    gate.notified().await;
+                }
+                driver.mqtt.session = Session::connect_retrying(
+                    &opts.thing,
+                    &opts.host,
+                    opts.port,
+                    opts.connect_within,
+                )
+                .await?;
+                emit(events, DeviceEvent::Connected);
+            }
+        }
+    };
+    driver.mqtt.session.disconnect().await;
+    if reset {
+        emit(events, DeviceEvent::Reset);
+    }
+    Ok(reset)
 }
 
 /// Run the device until no job is pending (or forever with `follow`), reporting `events`.
@@ -382,7 +548,69 @@ pub async fn run(
 ) -> Result<DeviceReport> {
     std::fs::create_dir_all(&opts.state)
         .with_context(|| format!("creating {}", opts.state.display()))?;
-    let (chip, fresh) = PersistentChip::open(&opts.state.join("flash.bin"), CHIP)?;
+    let ctx = Ctx {
+        disconnect_fault: Cell::new(opts.faults.disconnect_after_blocks),
+        opts,
+        events,
+        counters: Rc::new(Counters::default()),
+    };
+    match ctx.opts.board {
+        Board::Generic => run_generic(&ctx).await,
+        Board::Psoc6 => run_psoc6(&ctx).await,
+    }
+}
+
+/// What a boot loop saw.
+struct Tally {
+    initial: Option<AppVersion>,
+    boots: u32,
+}
+
+impl Tally {
+    fn booted(&mut self, v: AppVersion) -> Result<()> {
+        self.boots += 1;
+        self.initial.get_or_insert(v);
+        if self.boots > 64 {
+            bail!("more than 64 boots in one run: a reset loop");
+        }
+        Ok(())
+    }
+
+    fn report(&self, ctx: &Ctx, version: AppVersion) -> DeviceReport {
+        DeviceReport {
+            version,
+            initial_version: self.initial.unwrap_or(version),
+            boots: self.boots,
+            blocks: ctx.counters.blocks.get(),
+            bytes: ctx.counters.bytes.get(),
+        }
+    }
+}
+
+/// The behaviour of the running image: its own on a trial boot (or the override), else normal.
+fn behavior_of(ctx: &Ctx, trial: bool, own: Behavior) -> Behavior {
+    if trial {
+        ctx.opts.self_test.unwrap_or(own)
+    } else {
+        Behavior::Normal
+    }
+}
+
+/// A trial image that cannot connect: the watchdog resets it.
+async fn watchdog(ctx: &Ctx) {
+    emit(&ctx.events, DeviceEvent::CannotConnect);
+    tokio::time::sleep(ctx.opts.watchdog).await;
+    emit(&ctx.events, DeviceEvent::Reset);
+}
+
+async fn run_generic(ctx: &Ctx) -> Result<DeviceReport> {
+    let (opts, events) = (&ctx.opts, &ctx.events);
+    let (chip, fresh) = PersistentChip::open(
+        &opts.state.join("flash.bin"),
+        CHIP,
+        SimConfig::new(WRITE, ERASE),
+        0xFF,
+    )?;
     let boot = GenericBoot::load(&opts.state)?;
     if fresh {
         let img = opts
@@ -394,164 +622,131 @@ pub async fn run(
             bail!("the factory image is larger than a slot ({SLOT} bytes)");
         }
         chip.install(slot_offset(boot.get().running()), &img)?;
-        emit(&events, DeviceEvent::Provisioned(header.version));
+        emit(events, DeviceEvent::Provisioned(header.version));
     }
-    let counters = Rc::new(Counters::default());
-    let block_size = 4096;
-    let mut initial = None;
-    let mut boots = 0u32;
-    let mut disconnect_fault = opts.faults.disconnect_after_blocks;
-    let version_of = |slot: u8| -> Result<image::Header> {
-        image::parse(&chip.read(slot_offset(slot), HEADER_LEN as u32))
-            .with_context(|| format!("no image in slot {slot}"))
+    let mut tally = Tally {
+        initial: None,
+        boots: 0,
     };
     loop {
         let decision = boot.boot()?;
-        boots += 1;
         let state = boot.get();
         let running = state.running();
-        let header = version_of(running)?;
-        initial.get_or_insert(header.version);
+        let header = image::parse(&chip.read(slot_offset(running), HEADER_LEN as u32))
+            .with_context(|| format!("no image in slot {running}"))?;
+        tally.booted(header.version)?;
         emit(
-            &events,
+            events,
             DeviceEvent::Booted {
                 version: header.version,
                 slot: running,
                 decision,
             },
         );
-        let behavior = if decision == BootDecision::Trial {
-            opts.self_test.unwrap_or(header.behavior)
-        } else {
-            Behavior::Normal
-        };
+        let behavior = behavior_of(ctx, decision == BootDecision::Trial, header.behavior);
         if behavior == Behavior::CannotConnect {
-            emit(&events, DeviceEvent::CannotConnect);
-            tokio::time::sleep(opts.watchdog).await;
-            emit(&events, DeviceEvent::Reset);
+            watchdog(ctx).await;
             continue;
         }
         let spare = state.spare();
-        let storage =
-            NorFlashImageStorage::new(chip.window(slot_offset(spare), SLOT)?, 0, SLOT, 0xFF)
-                .map_err(|e| anyhow::anyhow!("image storage: {e:?}"))?;
-        let journal = FlashJournal::new(chip.window(2 * SLOT, JOURNAL)?, 0, JOURNAL, 0xFF)
-            .map_err(|e| anyhow::anyhow!("journal: {e:?}"))?;
-        let verifier = Sha256EcdsaP256Verifier::from_pem(&opts.verify_key_pem)
-            .map_err(|e| anyhow::anyhow!("verify key: {e:?}"))?;
-        let mut cfg = Config::new(&opts.thing, header.version);
-        cfg.block_size = block_size;
-        if let Some(n) = opts.blocks_per_request {
-            cfg.blocks_per_request = n;
-            cfg.rx_buffer_len = n * (block_size + 64);
-        }
-        cfg.http_enabled = opts.http;
-        if let Some(ms) = opts.request_timeout_ms {
-            cfg.request_timeout_ms = ms;
-        }
-        let mut agent: Box<Agent> =
-            Box::new(Agent::new(cfg).map_err(|e| anyhow::anyhow!("agent configuration: {e:?}"))?);
-        let session =
-            Session::connect_retrying(&opts.thing, &opts.host, opts.port, opts.connect_within)
-                .await?;
-        emit(&events, DeviceEvent::Connected);
-        let idle = Rc::new(Notify::new());
-        let crashed = Rc::new(Notify::new());
-        counters.job_blocks.set(0);
-        counters.job_bytes.set(0);
-        let mqtt = Observed {
-            session,
-            events: events.clone(),
-            counters: counters.clone(),
-            idle: idle.clone(),
-            faults: opts.faults.clone(),
-            pending_disconnect: disconnect_fault.take(),
-            held: None,
-            queue: Default::default(),
-            block_size,
-        };
-        let app = App {
+        let storage = NorFlashImageStorage::new(
+            chip.window::<WRITE, ERASE>(slot_offset(spare), SLOT)?,
+            0,
+            SLOT,
+            0xFF,
+        )
+        .map_err(|e| anyhow::anyhow!("image storage: {e:?}"))?;
+        let journal = FlashJournal::new(
+            chip.window::<WRITE, ERASE>(2 * SLOT, JOURNAL)?,
+            0,
+            JOURNAL,
+            0xFF,
+        )
+        .map_err(|e| anyhow::anyhow!("journal: {e:?}"))?;
+        let reset = run_agent(
+            ctx,
+            header.version,
             behavior,
-            crashed: crashed.clone(),
-        };
-        let http_events = events.clone();
-        let http_counters = counters.clone();
-        let http = HostHttp {
-            observe: move |r: &Fetched| match r {
-                Fetched::Body(body) => {
-                    let c = &http_counters;
-                    let n = body.len() as u64;
-                    c.blocks.set(c.blocks.get() + 1);
-                    c.job_blocks.set(c.job_blocks.get() + 1);
-                    c.bytes.set(c.bytes.get() + n);
-                    c.job_bytes.set(c.job_bytes.get() + n);
-                    emit(
-                        &http_events,
-                        DeviceEvent::Block {
-                            received: c.job_blocks.get(),
-                            bytes: c.job_bytes.get(),
-                        },
-                    );
-                }
-                Fetched::Expired => emit(&http_events, DeviceEvent::UrlExpired),
-                Fetched::Failed => {}
-            },
-        };
-        let mut driver = Driver::new(
-            mqtt,
-            TokioClock(tokio::time::Instant::now()),
-            app,
-            http,
             storage,
-            verifier,
             boot.clone(),
-            SimReset,
             journal,
-        );
-        let mut rx = vec![0u8; 1 << 20];
-        let reset = loop {
-            let exit = tokio::select! {
-                exit = driver.run(&mut agent, &mut rx) => Some(exit),
-                () = idle.notified(), if !opts.follow => None,
-                () = crashed.notified() => {
-                    emit(&events, DeviceEvent::Crashed);
-                    Some(Exit::Reset)
-                }
-            };
-            match exit {
-                None => break false,
-                Some(Exit::Reset) => break true,
-                Some(Exit::Mqtt(e)) => {
-                    emit(&events, DeviceEvent::Disconnected(format!("{e:?}")));
-                    driver.mqtt.session.disconnect().await;
-                    if let Some(gate) = opts.faults.reconnect_gate.as_ref() {
-                        gate.notified().await;
-                    }
-                    driver.mqtt.session = Session::connect_retrying(
-                        &opts.thing,
-                        &opts.host,
-                        opts.port,
-                        opts.connect_within,
-                    )
-                    .await?;
-                    emit(&events, DeviceEvent::Connected);
-                }
-            }
+        )
+        .await?;
+        if !reset {
+            return Ok(tally.report(ctx, header.version));
+        }
+    }
+}
+
+async fn run_psoc6(ctx: &Ctx) -> Result<DeviceReport> {
+    use pal_psoc6::sim::{sim_config, BootOutcome, SimBootloader, SIM_FLASH_BYTES};
+    use pal_psoc6::trailer::SwapType;
+    let (opts, events) = (&ctx.opts, &ctx.events);
+    let cfg = pal_psoc6::Config::V1_8_SWAP;
+    let (chip, fresh) = PersistentChip::open(
+        &opts.state.join("flash.bin"),
+        SIM_FLASH_BYTES as u32,
+        sim_config(),
+        pal_psoc6::layout::ERASE_VALUE,
+    )?;
+    let (jchip, _) = PersistentChip::open(
+        &opts.state.join("journal.bin"),
+        JOURNAL,
+        SimConfig::new(WRITE, ERASE),
+        0xFF,
+    )?;
+    if fresh {
+        let img = match opts.factory_image.clone() {
+            Some(i) => i,
+            None => psoc6_image(opts.version, FACTORY_PAYLOAD)?,
         };
-        driver.mqtt.session.disconnect().await;
-        if reset {
-            emit(&events, DeviceEvent::Reset);
-            if boots > 64 {
-                bail!("more than 64 boots in one run: a reset loop");
-            }
+        chip.install(cfg.primary.offset(), &img)?;
+        emit(events, DeviceEvent::Provisioned(opts.version));
+    }
+    let mut tally = Tally {
+        initial: None,
+        boots: 0,
+    };
+    loop {
+        let outcome = SimBootloader::new(&chip.dev, cfg, None).boot();
+        chip.sync_all()?;
+        let BootOutcome::Booted { version, swap, .. } = outcome else {
+            bail!("the simulated MCUboot found no bootable image: {outcome:?}");
+        };
+        let version = AppVersion::new(version.major, version.minor, version.revision);
+        let decision = match swap {
+            SwapType::Test => BootDecision::Trial,
+            SwapType::Revert => BootDecision::RolledBack,
+            _ => BootDecision::Normal,
+        };
+        tally.booted(version)?;
+        emit(
+            events,
+            DeviceEvent::Booted {
+                version,
+                slot: 0,
+                decision,
+            },
+        );
+        // The payload of an MCUboot image built by `psoc6_image` starts after the 0x400 header.
+        let own = image::parse(&chip.read(cfg.primary.offset() + 0x400, HEADER_LEN as u32))
+            .map_or(Behavior::Normal, |h| h.behavior);
+        let behavior = behavior_of(ctx, decision == BootDecision::Trial, own);
+        if behavior == Behavior::CannotConnect {
+            watchdog(ctx).await;
             continue;
         }
-        return Ok(DeviceReport {
-            version: header.version,
-            initial_version: initial.unwrap_or(header.version),
-            boots,
-            blocks: counters.blocks.get(),
-            bytes: counters.bytes.get(),
-        });
+        let whole = pal_psoc6::layout::FLASH_SIZE;
+        let storage = pal_psoc6::Psoc6ImageStorage::new(chip.window::<512, 512>(0, whole)?, cfg)
+            .map_err(|e| anyhow::anyhow!("psoc6 storage: {e:?}"))?;
+        let boot = pal_psoc6::Psoc6BootControl::new(chip.window::<512, 512>(0, whole)?, cfg)
+            .map_err(|e| anyhow::anyhow!("psoc6 boot control: {e:?}"))?;
+        let journal =
+            FlashJournal::new(jchip.window::<WRITE, ERASE>(0, JOURNAL)?, 0, JOURNAL, 0xFF)
+                .map_err(|e| anyhow::anyhow!("journal: {e:?}"))?;
+        let reset = run_agent(ctx, version, behavior, storage, boot, journal).await?;
+        if !reset {
+            return Ok(tally.report(ctx, version));
+        }
     }
 }
