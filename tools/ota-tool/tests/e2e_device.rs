@@ -570,8 +570,8 @@ async fn presigned_url_expired_gets_a_fresh_one_and_resumes() {
     expect_outcome(&env, &job, "SUCCEEDED", v(1, 1)).await;
 }
 
-fn psoc6_job(env: &Env, id: &str, version: AppVersion) -> String {
-    let img = ota_tool::device::psoc6_image(version, PAYLOAD).unwrap();
+fn psoc6_job(env: &Env, id: &str, version: AppVersion, behavior: Behavior) -> String {
+    let img = ota_tool::device::psoc6_image(version, PAYLOAD, behavior).unwrap();
     let sig = keys::sign(&env.key, &img);
     env.job_for(THING, id, img, Some(sig))
 }
@@ -579,7 +579,7 @@ fn psoc6_job(env: &Env, id: &str, version: AppVersion) -> String {
 #[tokio::test]
 async fn psoc6_board_updates_through_its_simulated_mcuboot() {
     let env = Env::new().await;
-    let job = psoc6_job(&env, "psoc6", v(1, 1));
+    let job = psoc6_job(&env, "psoc6", v(1, 1), Behavior::Normal);
     let mut opts = env.opts();
     opts.board = ota_tool::device::Board::Psoc6;
     let (report, events) = run_device(opts).await;
@@ -602,10 +602,10 @@ async fn psoc6_board_updates_through_its_simulated_mcuboot() {
 #[tokio::test]
 async fn psoc6_board_rolls_back_an_image_that_crashes() {
     let env = Env::new().await;
-    let job = psoc6_job(&env, "psoc6-crash", v(1, 1));
+    // The behaviour byte travels inside the MCUboot image's payload.
+    let job = psoc6_job(&env, "psoc6-crash", v(1, 1), Behavior::Crash);
     let mut opts = env.opts();
     opts.board = ota_tool::device::Board::Psoc6;
-    opts.self_test = Some(Behavior::Crash);
     let (report, events) = run_device(opts).await;
     assert!(events.contains(&DeviceEvent::Crashed));
     assert_eq!(report.version, v(1, 0));

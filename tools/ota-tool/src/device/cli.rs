@@ -131,3 +131,35 @@ pub fn main(a: DeviceArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Arguments of `ota image`.
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// Version written in the header.
+    #[arg(long, value_name = "X.Y.Z")]
+    pub version: AppVersion,
+    /// Output file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Payload size in KiB.
+    #[arg(long, default_value_t = 256, value_name = "KIB")]
+    pub payload_kib: u32,
+    /// How the image behaves after its trial boot (generic board).
+    #[arg(long, value_enum, default_value = "normal", value_name = "BEHAVIOUR")]
+    pub behaviour: Behavior,
+    /// The board the image is for (psoc6: an MCUboot image around it).
+    #[arg(long, value_enum, default_value = "generic")]
+    pub board: Board,
+}
+
+/// Run `ota image`.
+pub fn make_image(a: ImageArgs) -> Result<()> {
+    let payload = a.payload_kib.saturating_mul(1024);
+    let img = match a.board {
+        Board::Generic => super::image::build(a.version, payload, a.behaviour),
+        Board::Psoc6 => super::psoc6_image(a.version, payload, a.behaviour)?,
+    };
+    std::fs::write(&a.out, &img).with_context(|| format!("writing {}", a.out.display()))?;
+    println!("{} ({} bytes, v{})", a.out.display(), img.len(), a.version);
+    Ok(())
+}

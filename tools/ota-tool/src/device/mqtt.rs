@@ -124,9 +124,12 @@ impl Session {
         }
     }
 
-    /// Close the connection.
+    /// Close the connection: a DISCONNECT if the link is up, then the event loop (and its
+    /// socket) is dropped.
     pub async fn disconnect(&mut self) {
         let _ = timeout(Duration::from_secs(1), self.client.disconnect()).await;
+        self.task.abort();
+        let _ = timeout(Duration::from_secs(1), &mut self.task).await;
     }
 
     /// The next incoming publish, owned. Cancel-safe.

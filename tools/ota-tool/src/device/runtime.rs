@@ -398,8 +398,8 @@ pub enum Board {
 
 /// An MCUboot image for `--board psoc6` (its own signature TLV made with a throwaway key: the
 /// simulated MCUboot checks the hash TLV; the agent checks the OTA signature).
-pub fn psoc6_image(version: AppVersion, payload_len: u32) -> Result<Vec<u8>> {
-    let payload = image::build(version, payload_len, Behavior::Normal);
+pub fn psoc6_image(version: AppVersion, payload_len: u32, behavior: Behavior) -> Result<Vec<u8>> {
+    let payload = image::build(version, payload_len, behavior);
     let throwaway = p256::ecdsa::SigningKey::from_slice(&[0x5A; 32])?;
     let mut out = vec![0u8; payload.len() + 0x400 + 1024];
     let v = pal_psoc6::ImageVersion::new(version.major, version.minor, version.build, 0);
@@ -698,7 +698,7 @@ async fn run_psoc6(ctx: &Ctx) -> Result<DeviceReport> {
     if fresh {
         let img = match opts.factory_image.clone() {
             Some(i) => i,
-            None => psoc6_image(opts.version, FACTORY_PAYLOAD)?,
+            None => psoc6_image(opts.version, FACTORY_PAYLOAD, Behavior::Normal)?,
         };
         chip.install(cfg.primary.offset(), &img)?;
         emit(events, DeviceEvent::Provisioned(opts.version));
