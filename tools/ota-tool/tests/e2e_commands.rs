@@ -197,3 +197,11 @@ async fn a_killed_device_resumes_from_its_state_directory() {
     assert_eq!(status(&s), "SUCCEEDED");
     drop(s.dir);
 }
+
+#[tokio::test]
+async fn demo_out_of_time_says_so_and_fails() {
+    let out = ota(["demo", "--timeout", "0"].map(String::from).to_vec()).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("timed out after 0 s"), "{stderr}");
+}
