@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod broker;
 pub mod cloud;
+pub mod demo;
+pub mod device;
 pub mod http;
 pub mod keys;
 pub mod module_sim;

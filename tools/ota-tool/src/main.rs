@@ -48,6 +48,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JobCmd,
     },
+    /// Run a simulated device (the real agent, flash kept in --state) against a broker.
+    Device(ota_tool::device::cli::DeviceArgs),
+    /// Build a test image for `ota device` (version header; see the README for the format).
+    Image(ota_tool::device::cli::ImageArgs),
+    /// Watch a whole update on this machine: broker, stand-in and device in-process.
+    Demo(ota_tool::demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -415,6 +421,9 @@ fn main() -> Result<()> {
                 .build()?
                 .block_on(ota_tool::module_sim::cli::run(a))?;
         }
+        Cmd::Device(a) => ota_tool::device::cli::main(a)?,
+        Cmd::Demo(a) => ota_tool::demo::main(a)?,
+        Cmd::Image(a) => ota_tool::device::cli::make_image(a)?,
         Cmd::Job { cmd } => match cmd {
             JobCmd::Create(a) => {
                 let update = build_update(&a)?;
