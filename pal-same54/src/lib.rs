@@ -23,6 +23,7 @@ mod close;
 pub mod descriptor;
 pub mod layout;
 mod nvm;
+pub mod signature;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
@@ -37,4 +38,5 @@ pub use close::close_file;
 pub use descriptor::{Descriptor, ImageFlags};
 pub use layout::Layout;
 pub use nvm::SUB_BAD_FLASH;
+pub use signature::{SignatureCapture, SignatureSlot, SUB_SIGNATURE_TOO_LONG};
 pub use storage::Same54Storage;
