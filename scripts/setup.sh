@@ -33,11 +33,24 @@ for c in clippy rustfmt; do
   fi
 done
 
-# pal-psoc6's imgtool interoperability test signs MCUboot images with MCUboot's imgtool (PyPI).
-if ! command -v imgtool >/dev/null 2>&1; then
-  say "installing imgtool from PyPI (MCUboot image signing, for pal-psoc6's tests)"
-  python3 -m pip install --quiet imgtool
+# pal-psoc6's imgtool interoperability tests sign MCUboot images with MCUboot's imgtool (PyPI),
+# installed into a virtual environment under target/ (ignored by git; `cargo clean` removes it
+# and the next run installs it again), never into the user's site-packages. scripts/test.sh puts
+# its bin/ first on PATH and sets IMGTOOL; the tests also find it there on their own.
+root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+tools_venv=${OTA_TOOLS_VENV:-$root_dir/target/tools-venv}
+if ! "$tools_venv/bin/imgtool" version >/dev/null 2>&1; then
+  command -v python3 >/dev/null 2>&1 ||
+    { echo "setup.sh: python3 is missing; it is needed for imgtool (pal-psoc6's tests)" >&2; exit 1; }
+  say "installing imgtool from PyPI into $tools_venv (MCUboot image signing, for pal-psoc6's tests)"
+  rm -rf "$tools_venv"
+  python3 -m venv "$tools_venv" ||
+    { echo "setup.sh: 'python3 -m venv' failed; install the venv module (Debian: sudo apt-get install" \
+        "python3-venv) and re-run" >&2; exit 1; }
+  "$tools_venv/bin/python" -m pip install --quiet --disable-pip-version-check imgtool ||
+    { echo "setup.sh: 'pip install imgtool' into $tools_venv failed (network or PyPI?)" >&2; exit 1; }
 fi
+say "imgtool $("$tools_venv/bin/imgtool" version) in $tools_venv"
 
 if [ "$need_fuzz" = 1 ]; then
   if ! rustup run nightly rustc --version >/dev/null 2>&1; then

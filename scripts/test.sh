@@ -34,6 +34,10 @@ setup_args=()
 [ "$FUZZ" = 1 ] && setup_args+=(--fuzz)
 [ "$QEMU" = 1 ] && setup_args+=(--qemu)
 bash scripts/setup.sh "${setup_args[@]}"
+# setup.sh installs imgtool into this virtual environment (pal-psoc6's tests, examples/run-boot.sh).
+tools_venv=${OTA_TOOLS_VENV:-$PWD/target/tools-venv}
+export PATH="$tools_venv/bin:$PATH"
+export IMGTOOL="$tools_venv/bin/imgtool"
 
 # The no_std library crates and the features their embedded builds use.
 NO_STD_CRATES=(
@@ -75,6 +79,10 @@ done
 
 step "cargo doc (warnings are errors)"
 cargo doc --workspace --no-deps --all-features --quiet
+# Board crates link their `sim` items: the docs must also build without the features.
+for crate in mcuboot-format pal-psoc6 pal-same54 pal-tfm pal-traveo; do
+  cargo doc --no-deps -p "$crate" --quiet
+done
 
 if [ "$QEMU" = 1 ]; then
   step "emulated firmware (examples/, its own workspace): fmt, clippy, host tests, QEMU runs"

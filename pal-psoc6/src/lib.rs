@@ -1,3 +1,14 @@
+// The README links `sim` items: these reference definitions (before the README, as a definition
+// cannot follow its last list item) point at the module with the feature and at the docs.rs
+// build (every feature) without it, so `cargo doc` passes either way.
+#![cfg_attr(
+    feature = "sim",
+    doc = "[`sim::SimBootloader`]: crate::sim::SimBootloader"
+)]
+#![cfg_attr(
+    not(feature = "sim"),
+    doc = "[`sim::SimBootloader`]: https://docs.rs/pal-psoc6/latest/pal_psoc6/sim/struct.SimBootloader.html"
+)]
 #![doc = include_str!("../README.md")]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -2,7 +2,7 @@
 //!
 //! The OTA PAL never swaps banks itself: activation is a plain system reset
 //! (`NVIC_SystemReset`, §3.5 ActivateNewImage) and the bootloader swaps. This trait is for
-//! code that plays the bootloader's part (the [`sim`](crate::sim) feature, a Rust port of the
+//! code that plays the bootloader's part (the `sim` module, feature `sim`: a Rust port of the
 //! bootloader) and for diagnostics that want to know which bank runs.
 
 /// NVMCTRL CTRLB command "bank swap and system reset" (BKSWRST, §3.1).

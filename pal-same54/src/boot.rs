@@ -6,9 +6,11 @@ use ota_pal_traits::{BootControl, FileInfo, PalError, PalErrorKind, PlatformImag
 use crate::descriptor::{Descriptor, ImageFlags, MAX_SIGNATURE_LEN};
 use crate::layout::Layout;
 use crate::nvm;
+use crate::signature::{NoSignatureSource, SignatureSlot, SignatureSource};
 
 /// Sub-code of [`PalErrorKind::BootInfoCreateFailed`]: no signature was handed over with
-/// [`Same54Boot::set_signature`] before [`BootControl::request_trial_boot`].
+/// [`Same54Boot::set_signature`] before [`BootControl::request_trial_boot`], and the signature
+/// slot ([`Same54Boot::with_signature_slot`]) is empty or absent.
 pub const SUB_NO_SIGNATURE: u32 = 0x310;
 /// Sub-code of [`PalErrorKind::BootInfoCreateFailed`]: the next sequence number would
 /// overflow a u32.
@@ -93,19 +95,25 @@ pub enum ImageState {
 ///   (see [`SequencePolicy`]); the reset that follows makes the bootloader swap the banks.
 ///   The signature is not part of [`FileInfo`]: the firmware hands the job document's
 ///   decoded signature over with [`set_signature`](Self::set_signature) after it verified
-///   the file (or uses [`close_file`](crate::close_file), which does both).
+///   the file (or uses [`close_file`](crate::close_file), which does both); under the agent's
+///   driver, a [`SignatureCapture`](crate::SignatureCapture) verifier records it in a
+///   [`SignatureSlot`] given here with [`with_signature_slot`](Self::with_signature_slot),
+///   which is read when `set_signature` was not called.
 /// * [`confirm`](BootControl::confirm) / [`reject`](BootControl::reject):
 ///   [`set_image_state`](Self::set_image_state) with Accepted / Rejected.
 ///
-/// RAM: the flash driver plus 276 bytes (the 256-byte signature buffer and the config).
+/// RAM: the flash driver plus 276 bytes (the 256-byte signature buffer and the config), plus
+/// a reference with a [`SignatureSlot`].
 #[derive(Debug)]
-pub struct Same54Boot<F> {
+pub struct Same54Boot<F, S = NoSignatureSource> {
     flash: F,
     config: Config,
     app_version32: u32,
     signature: [u8; MAX_SIGNATURE_LEN],
+    /// Length of the signature handed over with `set_signature` (0: none; then `source`).
     signature_len: u16,
     refused: bool,
+    source: S,
 }
 
 impl<F: NorFlash> Same54Boot<F> {
@@ -120,9 +128,29 @@ impl<F: NorFlash> Same54Boot<F> {
             signature: [0; MAX_SIGNATURE_LEN],
             signature_len: 0,
             refused: false,
+            source: NoSignatureSource,
         })
     }
 
+    /// Read the signature from `slot` at [`request_trial_boot`](BootControl::request_trial_boot)
+    /// when none was handed over with [`set_signature`](Self::set_signature): the slot a
+    /// [`SignatureCapture`](crate::SignatureCapture) verifier fills (see
+    /// [`signature`](crate::signature)). This is how the signature gets into the descriptor
+    /// when `ota-core`'s driver runs the PAL.
+    pub fn with_signature_slot(self, slot: &SignatureSlot) -> Same54Boot<F, &SignatureSlot> {
+        Same54Boot {
+            flash: self.flash,
+            config: self.config,
+            app_version32: self.app_version32,
+            signature: self.signature,
+            signature_len: self.signature_len,
+            refused: self.refused,
+            source: slot,
+        }
+    }
+}
+
+impl<F: NorFlash, S: SignatureSource> Same54Boot<F, S> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -140,7 +168,8 @@ impl<F: NorFlash> Same54Boot<F> {
 
     /// Hand over the job document's (base64-decoded, DER) signature of the file, which the
     /// staged descriptor must carry for the bootloader to check (§3.4 step 2). Call it after
-    /// the file verified; it is kept in RAM until the next call. Fails with
+    /// the file verified; it is kept in RAM until the next call, a failed verification, a
+    /// reject or an abort, and takes precedence over a signature slot. Fails with
     /// [`PalErrorKind::BootInfoCreateFailed`] when longer than 256 bytes.
     pub fn set_signature(&mut self, signature: &[u8]) -> Result<(), PalError> {
         let n = signature.len();
@@ -159,7 +188,13 @@ impl<F: NorFlash> Same54Boot<F> {
     /// [`platform_state`]: BootControl::platform_state
     pub fn mark_verification_failed(&mut self) {
         self.refused = true;
+        self.forget_signature();
+    }
+
+    /// Drop the handed-over signature and empty the signature slot.
+    fn forget_signature(&mut self) {
         self.signature_len = 0;
+        self.source.clear_signature();
     }
 
     /// The descriptor at 0x7E000 (the running image's).
@@ -207,7 +242,7 @@ impl<F: NorFlash> Same54Boot<F> {
             ImageState::Accepted => Err(PalError::new(PalErrorKind::CommitFailed)),
             ImageState::Rejected => {
                 self.refused = true;
-                self.signature_len = 0;
+                self.forget_signature();
                 let up = layout.upper_descriptor_addr();
                 let (magic, flags, _) =
                     nvm::head_fields(&nvm::read_head(&mut self.flash, up, kind).await?);
@@ -217,7 +252,7 @@ impl<F: NorFlash> Same54Boot<F> {
                 Ok(())
             }
             ImageState::Aborted => {
-                self.signature_len = 0;
+                self.forget_signature();
                 nvm::erase_update_bank(&mut self.flash, &layout, kind).await
             }
         }
@@ -250,7 +285,7 @@ impl<F: NorFlash> Same54Boot<F> {
     }
 }
 
-impl<F: NorFlash> BootControl for Same54Boot<F> {
+impl<F: NorFlash, S: SignatureSource> BootControl for Same54Boot<F, S> {
     async fn platform_state(&mut self) -> Result<PlatformImageState, PalError> {
         let kind = PalErrorKind::Uninitialized;
         let layout = self.config.layout;
@@ -279,7 +314,10 @@ impl<F: NorFlash> BootControl for Same54Boot<F> {
 
     /// The CloseFile tail of the vendor PAL (§3.5): optionally rewrite the lower descriptor's
     /// sequence ([`SequencePolicy`]), then write the upper descriptor {`@AFRTOS`, 0xFF,
-    /// sequence, `sig-sha256-ecdsa`, signature, size}. Idempotent: asking again for the same
+    /// sequence, `sig-sha256-ecdsa`, signature, size}. The signature is the one handed over
+    /// with [`set_signature`](Same54Boot::set_signature), else the one in the signature slot
+    /// ([`with_signature_slot`](Same54Boot::with_signature_slot)); with neither it fails with
+    /// `BootInfoCreateFailed` / [`SUB_NO_SIGNATURE`]. Idempotent: asking again for the same
     /// file leaves the flash as it is.
     async fn request_trial_boot(&mut self, file: &FileInfo<'_>) -> Result<(), PalError> {
         let kind = PalErrorKind::BootInfoCreateFailed;
@@ -290,9 +328,13 @@ impl<F: NorFlash> BootControl for Same54Boot<F> {
         if file.size == 0 {
             return Err(PalError::with_sub(kind, SUB_EMPTY_FILE));
         }
+        let len = match self.signature_len {
+            0 => self.source.read_signature(&mut self.signature),
+            n => n as usize,
+        };
         let sig = self
             .signature
-            .get(..self.signature_len as usize)
+            .get(..len)
             .filter(|s| !s.is_empty())
             .ok_or(PalError::with_sub(kind, SUB_NO_SIGNATURE))?;
         let lower_addr = layout.lower_descriptor_addr();

@@ -5,6 +5,7 @@ use ota_pal_traits::{
     verify_stored_image, FileInfo, ImageStorage, ImageVerifier, PalError, PalErrorKind,
 };
 
+use crate::signature::SignatureSource;
 use crate::{Same54Boot, Same54Storage};
 
 /// Verify the stored file and, on success, hand its signature to `boot` and release the
@@ -20,10 +21,10 @@ use crate::{Same54Boot, Same54Storage};
 /// ([`BootControl::request_trial_boot`](ota_pal_traits::BootControl::request_trial_boot)),
 /// after it has reported the job status, as the agent does.
 #[allow(clippy::too_many_arguments)]
-pub async fn close_file<F: NorFlash, G: NorFlash, V: ImageVerifier>(
+pub async fn close_file<F: NorFlash, G: NorFlash, S: SignatureSource, V: ImageVerifier>(
     storage: &mut Same54Storage<F>,
     verifier: &mut V,
-    boot: &mut Same54Boot<G>,
+    boot: &mut Same54Boot<G, S>,
     file: &FileInfo<'_>,
     hashed_upto: u32,
     signature: &[u8],

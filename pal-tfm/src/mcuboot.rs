@@ -4,7 +4,7 @@
 //!
 //! On a real Corstone the non-secure PAL never writes these bytes itself: TF-M does, on the
 //! secure side, through `boot_set_pending_multi` / `boot_set_confirmed_multi`. They are here so
-//! that [`crate::sim`] writes and reads exactly what TF-M and BL2 would. `BOOT_MAX_ALIGN` = 8
+//! that the `sim` module (feature `sim`) writes and reads exactly what TF-M and BL2 would. `BOOT_MAX_ALIGN` = 8
 //! layout (§1.4) on 0xFF-erased flash; the MAX_ALIGN ≠ 8 variant of upstream MCUboot ≥ 2.x is
 //! not used.
 

@@ -5,7 +5,7 @@
 //! On TF-M the non-secure side has no access to the staging flash: it hands blocks to the
 //! secure FWU partition, which writes them, hashes them and writes MCUboot's trailer. So this
 //! PAL is generic over [`PsaFwu`], not over a flash driver; the flash geometry lives on the
-//! secure side (and in [`crate::sim`]).
+//! secure side (and in the `sim` module, feature `sim`).
 
 use ota_pal_traits::{
     BootControl, FileInfo, ImageStorage, PalError, PalErrorKind, PlatformImageState, Reset,

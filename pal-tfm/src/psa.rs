@@ -1,8 +1,8 @@
 //! The PSA Firmware Update 1.0 API as TF-M ≥ 1.8 exposes it to the non-secure side
 //! (spec `board-formats.md` §4.1, `interface/include/psa/update.h`).
 //!
-//! [`PsaFwu`] is the API as a trait: [`crate::ffi::TfmFwu`] (feature `ffi`) calls TF-M, and
-//! [`crate::sim::SimTfm`] (feature `sim`) is a simulated FWU partition with MCUboot behind it.
+//! [`PsaFwu`] is the API as a trait: `ffi::TfmFwu` (feature `ffi`) calls TF-M, and
+//! `sim::SimTfm` (feature `sim`) is a simulated FWU partition with MCUboot behind it.
 //! Methods take `&self`: the C API is a set of free functions over state held on the secure
 //! side, so one handle can be shared by the storage, the verifier and the boot control.
 
