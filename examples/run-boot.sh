@@ -32,6 +32,8 @@ example=example-$board
 source "$(dirname "${BASH_SOURCE[0]}")/qemu-lib.sh"
 qemu_init
 root_dir=$(cd "$qemu_examples_dir/.." && pwd)
+# imgtool lives in the project's tools venv (scripts/setup.sh); find it when run on its own too.
+PATH="${OTA_TOOLS_VENV:-$root_dir/target/tools-venv}/bin:$PATH"
 command -v openssl >/dev/null 2>&1 || fail "openssl not found (it makes the test keys)"
 run_start=$(now)
 
