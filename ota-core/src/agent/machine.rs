@@ -582,6 +582,11 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             return;
         }
         self.deadline = None;
+        if !self.connected {
+            // Retries pause while offline (a deadline set by an input handled offline);
+            // `connected` restarts them.
+            return;
+        }
         match self.phase {
             Phase::Requesting => {
                 self.backoff_ms = self
@@ -685,6 +690,11 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     // ----- internals ----------------------------------------------------------------------
 
     fn push(&mut self, p: Pending) {
+        // Offline nothing can be sent: `connected` re-subscribes and re-sends what the phase
+        // needs (the job request, the pending final status), as `disconnected` expects.
+        if !self.connected && p.is_mqtt() {
+            return;
+        }
         // The queue is sized for the longest burst of one input; if it ever overflowed the
         // command would be lost and recovered by a timeout, never a panic.
         let _ = self.queue.push_back(p);
