@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use ota_core::agent::{Completion, HttpFailure, Instant};
+use ota_core::agent::{Completion, HttpFailure, Instant, State};
 use ota_pal_traits::{PalError, PalErrorKind, PlatformImageState};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -80,20 +80,63 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Checks the invariants on the log: each block written at most once per download, and a
-/// verify only after every block of the file was written.
+/// Checks the invariants on the log of this boot:
+/// - each block written at most once per download, and a verify only after every block of the
+///   file was written;
+/// - no `RequestTrialBoot` of a file without a `Completion::Verified(Ok)` for that file in the
+///   same download (since its `PrepareFile`);
+/// - no `SUCCEEDED` published after a `ConfirmImage` without a `Completion::Confirmed(Ok)`
+///   after it, and in a `PendingCommit` boot none without a `Confirmed(Ok)` at all;
+/// - while downloading, the bitmap's received count equals the blocks reported written
+///   (journalled) for the file;
+/// - the bitmap's remaining count matches its bits.
 fn check_log(h: &Harness) {
     let mut written = BTreeSet::new();
     let mut blocks = 0u32;
     let mut resumed = false;
-    for e in &h.log {
+    // Files whose verification passed in their current download.
+    let mut verified_ok = BTreeSet::new();
+    let mut verifying: Option<u8> = None;
+    let mut current_file: Option<u8> = None;
+    // `Some(ok)` once a ConfirmImage was issued: whether it was answered Ok since.
+    let mut confirm: Option<bool> = None;
+    let mut confirmed_ever = false;
+    let mut completions = h.completed.iter().peekable();
+    for (i, e) in h.log.iter().enumerate() {
+        while let Some((_, c)) = completions.next_if(|(at, _)| *at <= i) {
+            match c {
+                Completion::Verified(r) => {
+                    if let (Ok(()), Some(f)) = (r, verifying) {
+                        verified_ok.insert(f);
+                    }
+                    verifying = None;
+                }
+                Completion::Confirmed(Ok(())) => {
+                    if confirm.is_some() {
+                        confirm = Some(true);
+                    }
+                    confirmed_ever = true;
+                }
+                _ => {}
+            }
+        }
         match e {
-            Ev::Prepare { size, resume, .. } => {
+            Ev::Prepare {
+                size,
+                resume,
+                index,
+                ..
+            } => {
                 written.clear();
                 resumed = *resume;
                 blocks = size.div_ceil(h.block_size);
+                verified_ok.remove(index);
+                current_file = Some(*index);
             }
-            Ev::Abort => written.clear(),
+            Ev::Abort => {
+                written.clear();
+                verified_ok.clear();
+            }
             Ev::Write(k) => {
                 assert!(written.insert(*k), "block {k} written twice")
             }
@@ -107,6 +150,22 @@ fn check_log(h: &Harness) {
                     );
                 }
                 written.clear();
+                verifying = current_file;
+            }
+            Ev::TrialBoot(f) => assert!(
+                verified_ok.contains(f),
+                "trial boot of file {f} without a passed verification in its download: {:?}",
+                h.log.iter().map(Ev::text).collect::<Vec<_>>()
+            ),
+            Ev::Confirm => confirm = Some(false),
+            Ev::Pub(t, p, _) if t.ends_with("/update") => {
+                let text = String::from_utf8_lossy(p);
+                if text.contains(r#""status":"SUCCEEDED""#) {
+                    assert_ne!(confirm, Some(false), "SUCCEEDED before the confirm passed");
+                    if h.platform == PlatformImageState::PendingCommit {
+                        assert!(confirmed_ever, "SUCCEEDED on trial without a confirm");
+                    }
+                }
             }
             _ => {}
         }
@@ -114,6 +173,14 @@ fn check_log(h: &Harness) {
     let b = h.agent.bitmap();
     let ones: u32 = b.as_bytes().iter().map(|x| x.count_ones()).sum();
     assert_eq!(b.remaining(), ones);
+    if h.agent.state() == State::Downloading {
+        let journalled: BTreeSet<u32> = h.journal_blocks.iter().copied().collect();
+        assert_eq!(
+            b.received(),
+            journalled.len() as u32,
+            "bitmap received count != blocks reported written"
+        );
+    }
 }
 
 proptest! {
@@ -222,6 +289,7 @@ proptest! {
                         3 => Completion::Confirmed(r),
                         _ => Completion::SelfTest(r.is_ok()),
                     };
+                    h.completed.push((h.log.len(), completion));
                     h.agent.complete(now, completion);
                     h.run();
                 }

@@ -182,3 +182,36 @@ fn check_for_update_while_idle_asks_for_a_job() {
     assert!(h.texts()[0].contains("$next/get"));
     assert_eq!(h.storage, h.image);
 }
+
+/// Found by the `agent_events` fuzz target: a journal restored for job B, then job A runs
+/// (its `PrepareFile` rewrites the journal), then job B comes back. B must start from
+/// scratch: resuming would take A's received blocks for B's.
+#[test]
+fn a_restored_journal_is_spent_once_another_download_starts() {
+    let doc_b = job_doc_a().replace("testjob20", "testjob21");
+    let mut h = Harness::new(config());
+    h.job = Some(doc_b.clone());
+    h.serve_blocks = false;
+    h.boot();
+    let b0 = data_block(0, 0, &h.image[..4096]);
+    h.deliver(&topic("streams/AFR_OTA-XYZ/data/cbor"), &b0);
+    // Reboot with B journalled; the cloud now offers A first.
+    h.job = Some(job_doc_a());
+    h.reboot(config());
+    assert!(h
+        .texts()
+        .contains(&"Prepare { resume: false, size: 10240, index: 0, file_type: 0 }".to_string()));
+    h.deliver(&topic("streams/AFR_OTA-XYZ/data/cbor"), &b0);
+    // B replaces A.
+    h.log.clear();
+    h.deliver(&topic("jobs/notify-next"), doc_b.as_bytes());
+    assert_eq!(h.agent.job_id(), Some("AFR_OTA-testjob21"));
+    assert!(
+        h.texts().contains(
+            &"Prepare { resume: false, size: 10240, index: 0, file_type: 0 }".to_string()
+        ),
+        "{:?}",
+        h.texts()
+    );
+    assert_eq!(h.agent.bitmap().received(), 0);
+}

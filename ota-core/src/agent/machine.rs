@@ -582,6 +582,11 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             return;
         }
         self.deadline = None;
+        if !self.connected {
+            // Retries pause while offline (a deadline set by an input handled offline);
+            // `connected` restarts them.
+            return;
+        }
         match self.phase {
             Phase::Requesting => {
                 self.backoff_ms = self
@@ -685,6 +690,11 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     // ----- internals ----------------------------------------------------------------------
 
     fn push(&mut self, p: Pending) {
+        // Offline nothing can be sent: `connected` re-subscribes and re-sends what the phase
+        // needs (the job request, the pending final status), as `disconnected` expects.
+        if !self.connected && p.is_mqtt() {
+            return;
+        }
         // The queue is sized for the longest burst of one input; if it ever overflowed the
         // command would be lost and recovered by a timeout, never a panic.
         let _ = self.queue.push_back(p);
@@ -713,26 +723,35 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     }
 
     fn ensure_job_subscribed(&mut self) {
+        // Offline the flags are still set: `on_connected` clears them and subscribes again.
         let Some(job) = self.job.as_mut() else {
             return;
         };
-        if !job.subscribed {
-            job.subscribed = true;
-            if !self.sub_job.is_empty() && self.sub_job != job.id {
-                let _ = self.queue.push_back(Pending::Unsub(Tk::UpdateAccepted));
-                let _ = self.queue.push_back(Pending::Unsub(Tk::UpdateRejected));
-            }
-            let _ = self.queue.push_back(Pending::Sub(Tk::UpdateAccepted));
-            let _ = self.queue.push_back(Pending::Sub(Tk::UpdateRejected));
-        }
-        if job.kind == JobKind::Ota && !job.http && !job.stream_subscribed && job.file_started {
+        let subscribe_job = !job.subscribed;
+        job.subscribed = true;
+        let unsub_job = subscribe_job && !self.sub_job.is_empty() && self.sub_job != job.id;
+        let subscribe_stream =
+            job.kind == JobKind::Ota && !job.http && !job.stream_subscribed && job.file_started;
+        if subscribe_stream {
             job.stream_subscribed = true;
-            if !self.sub_stream.is_empty() && self.sub_stream != job.stream {
-                let _ = self.queue.push_back(Pending::Unsub(Tk::StreamData));
-                let _ = self.queue.push_back(Pending::Unsub(Tk::StreamRejected));
-            }
-            let _ = self.queue.push_back(Pending::Sub(Tk::StreamData));
-            let _ = self.queue.push_back(Pending::Sub(Tk::StreamRejected));
+        }
+        let unsub_stream =
+            subscribe_stream && !self.sub_stream.is_empty() && self.sub_stream != job.stream;
+        if unsub_job {
+            self.push(Pending::Unsub(Tk::UpdateAccepted));
+            self.push(Pending::Unsub(Tk::UpdateRejected));
+        }
+        if subscribe_job {
+            self.push(Pending::Sub(Tk::UpdateAccepted));
+            self.push(Pending::Sub(Tk::UpdateRejected));
+        }
+        if unsub_stream {
+            self.push(Pending::Unsub(Tk::StreamData));
+            self.push(Pending::Unsub(Tk::StreamRejected));
+        }
+        if subscribe_stream {
+            self.push(Pending::Sub(Tk::StreamData));
+            self.push(Pending::Sub(Tk::StreamRejected));
         }
     }
 
@@ -1138,7 +1157,10 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             signature_digest: digest,
         };
         let resume = self.restored.as_ref() == Some(&header);
-        let restored = self.restored.take();
+        // Whatever was restored is spent: a fresh `PrepareFile` rewrites the journal
+        // (`DownloadJournal::begin`) and the bitmap that held the restored blocks is replaced,
+        // so keeping the old header would resume a later job onto blocks it never wrote.
+        self.restored = None;
         let bitmap = if resume {
             let len = blocks.div_ceil(8) as usize;
             self.bitmap
@@ -1154,14 +1176,6 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             None => {
                 self.fail(now, parse_failure(PARSE_BAD_MODEL));
                 return;
-            }
-        }
-        // A journal for another file of this job stays valid until the download starts.
-        if !resume {
-            if let Some(h) = restored {
-                if h.job_id != header.job_id {
-                    self.restored = Some(h);
-                }
             }
         }
         self.header = header;

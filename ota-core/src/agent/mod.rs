@@ -21,6 +21,82 @@
 //! 5. Sleep until [`Agent::poll_timeout`] (or the next message), then call
 //!    [`Agent::handle_timeout`].
 //!
+//! # Lifecycle
+//!
+//! States are [`State`]; arrows are labelled with the input (event) that takes them and, after
+//! `/`, the main commands the agent emits. Every state but `Stopped` goes to `Offline` on
+//! [`Agent::disconnected`] and back on [`Agent::connected`] (which re-subscribes and re-asks
+//! for the job, or re-publishes a pending final status). While offline no MQTT command is
+//! emitted and retry timers pause; PAL work already queued continues.
+//!
+//! ```text
+//!  Agent::new ──► Stopped ──start(platform, journal)──► Offline ──connected / Subscribe ×3,
+//!                                                                  Publish $next/get
+//!                                                                          │
+//!                         ┌──── timeout / $next/get again (backoff) ───┐   ▼
+//!                         └──────────────────────────────────────► RequestingJob
+//!                                                                          │
+//!        no job ({"timestamp":…}) ─────────────────────────────────► WaitingForJob ◄───────────┐
+//!        notify-next / get/accepted with a job:                            │                   │
+//!          custom job ─────────────► CustomJob ─custom_job_result─► AwaitingAck                │
+//!          afr_ota, in self test ──► WaitingForPal(RunSelfTest) ─SelfTest(ok)─► WaitingForPal  │
+//!                                      (Publish self_test:"active")           (ConfirmImage)   │
+//!                                       SelfTest(false) / RejectImage,        Confirmed(r) ────┤
+//!                                       FAILED rejected ──► AwaitingAck       ok: SUCCEEDED,   │
+//!          afr_ota, new / resumed ──► WaitingForPal(PrepareFile)               err: FAILED ──► AwaitingAck
+//!          invalid / unusable ──► FAILED … ──► AwaitingAck                                     │
+//!                                      │ Prepared(Ok) / Subscribe stream, Publish get/cbor     │
+//!                                      ▼ (or HttpGet)                                          │
+//!        ┌──── block: Received::Block ─► block_written(Ok) / progress, next request ──┐       │
+//!        └──► Downloading ◄───────────────────────────────────────────────────────────┘       │
+//!               │  timeout / re-request (momentum); > max_retries: FAILED aborted 0x0e ──┐     │
+//!               │  job cancelled/replaced, write error, abort_job / AbortFile, FAILED ───┤     │
+//!               │ all blocks written / VerifyFile                                        ▼     │
+//!               ▼                                                                  AwaitingAck │
+//!          WaitingForPal(VerifyFile) ── Verified(Err) / RejectImage, AbortFile, FAILED ──►  │   │
+//!               │ Verified(Ok): next file → $next/get → PrepareFile (multi-file jobs)       │   │
+//!               │ last file, firmware: RequestTrialBoot per firmware file                  │   │
+//!               │ no firmware: ClearJournal, SUCCEEDED ──────────────────────────────────►  │   │
+//!               ▼                                                                           │   │
+//!          WaitingForPal(RequestTrialBoot) ─ TrialBootRequested(Err) / RejectImage, FAILED ►│   │
+//!               │ TrialBootRequested(Ok) / ClearJournal, self_test:"ready" (QoS 1)          │   │
+//!               ▼                                                                           ▼   │
+//!          AwaitingAck ── update/accepted (or max_retries re-publishes) ──► then: Idle ─────────┘
+//!                                                                            or Reset ──► Resetting
+//!   PendingCommit at start and no self-test job within self_test_timeout_ms ──► Resetting
+//!   PendingCommit and a job not in self test ──► Resetting (the bootloader rolls back)
+//! ```
+//!
+//! # Status payloads
+//!
+//! Every status goes to `$aws/things/<thing>/jobs/<jobId>/update`. Progress is QoS 0 and not
+//! waited for; every other status is *final*: QoS 1, and the agent waits in `AwaitingAck` for
+//! `update/accepted`, re-publishing on [`Config::request_timeout_ms`] up to
+//! [`Config::max_retries`] times. `<v>` is `0x%08x` of a packed version, `v<a.b.c>` is written
+//! with two leading spaces (`"  v1.2.3"`), `<pal>` is `0x%08x` of a
+//! [`PalError::status`](ota_pal_traits::PalError::status), `<main>`/`<sub>` its two halves.
+//!
+//! | Payload (`{"status":…,"statusDetails":{…}}`) | QoS | When | Then |
+//! |---|---|---|---|
+//! | `IN_PROGRESS`, `"receive":"<n>/<total>"` | 0 | block `n` written, `n == 1` or `n % progress_frequency == 0` | — |
+//! | `IN_PROGRESS`, `"self_test":"ready","updatedBy":"<v running>"` | 1 | every firmware file's trial boot requested | reset |
+//! | `IN_PROGRESS`, `"self_test":"active","updatedBy":"<v running>"` | 1 (not waited for) | self-test job in `PendingCommit`, version check passed | run self test |
+//! | `SUCCEEDED`, `"reason":"accepted  v<running>","updatedBy":"  v<updater>"` | 1 | self test passed **and** the confirm returned `Ok`; or the same job again after that in this boot | idle |
+//! | `SUCCEEDED`, `"reason":"accepted  v0.0.<fileType>","updatedBy":"  v<updater>"` | 1 | every file of a job without firmware verified | idle |
+//! | `FAILED`, `"reason":"rejected: 0x00000000"` | 1 | the application's self test failed (image rejected) | reset |
+//! | `FAILED`, `"reason":"rejected: 0x0000000f"` / `0x00000010` | 1 | self test: updater newer than / same as the running version (image rejected) | reset |
+//! | `FAILED`, `"reason":"rejected: 0x00000011"` | 1 | self-test job but the platform is not `PendingCommit` | reset |
+//! | `FAILED`, `"reason":"rejected: <pal>"` | 1 | the confirm failed | reset (roll back) |
+//! | `FAILED`, `"reason":"aborted: <pal>"` | 1 | `PrepareFile` failed | idle |
+//! | `FAILED`, `"reason":"aborted: 0x0000000d"` | 1 | no usable data protocol | idle |
+//! | `FAILED`, `"reason":"aborted: 0x0000000e"` | 1 | more than `max_retries` block requests unanswered | idle |
+//! | `FAILED`, `"reason":"aborted: 0x00000013"` | 1 | [`Agent::abort_job`] | idle |
+//! | `FAILED`, `"reason":"0x0000000c: 0x0000000<k>"` | 1 | malformed / zero-size / too large document (`k` = `OtaJobParseErr_t`), or a custom job the application declined | idle |
+//! | `FAILED`, `"reason":"0x000000e3: 0x00000000"` | 1 | no signature under the verifier's key | idle |
+//! | `FAILED`, `"reason":"0x000000e0: 0x00000000"` | 1 | a block of the wrong size or index | idle |
+//! | `FAILED`, `"reason":"0x000000<main>: 0x00<sub>"` | 1 | a block write / journal write failed, the signature check failed, or the trial-boot request failed | idle |
+//! | whatever the application returns | its QoS | [`Agent::custom_job_result`] with `Some(update)` | idle |
+//!
 //! # Differences from the reference agent (each pinned by a scenario test in `tests/`)
 //!
 //! - **a.** A lost `$next/get` reply is retried with exponential backoff

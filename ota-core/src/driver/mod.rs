@@ -79,6 +79,19 @@ pub trait Clock {
 pub trait Application {
     /// After a reboot into a new image: check that the image works (connectivity, sensors...).
     /// `true` confirms it, `false` rolls it back.
+    ///
+    /// # Boards with several images per job
+    ///
+    /// On boards where one job installs several images (TF-M: a secure and a non-secure
+    /// image, each a file of the job with its own trial boot), a power cut during the
+    /// bootloader's install can leave only **some** components at the new version on trial:
+    /// pal-tfm's power-loss tests measure this. The agent cannot see it (the platform reports
+    /// `PendingCommit` either way), so the self test must check that **every** component runs
+    /// the version the job installed (e.g. the secure image's version through the PSA
+    /// firmware-update or attestation API, the non-secure one from its own header) and return
+    /// `false` if any does not. The agent then rejects the trial images and reports
+    /// `FAILED rejected: 0x00000000`, the bootloader rolls every component back, and the job
+    /// can be started again. Confirming a mixed set would make it permanent.
     async fn self_test(&mut self) -> bool;
 
     /// A job that is not an OTA job: return `Some(status)` to claim it. The default declines

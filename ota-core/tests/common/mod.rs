@@ -216,6 +216,9 @@ pub struct Harness {
     pub verified: Vec<Vec<u8>>,
     /// The Jobs service answers QoS 0 progress updates too (as AWS does).
     pub ack_progress: bool,
+    /// Every completion handed to the agent in this boot: (`log.len()` at that moment, the
+    /// completion).
+    pub completed: Vec<(usize, Completion)>,
 }
 
 pub fn image(size: usize) -> Vec<u8> {
@@ -262,6 +265,7 @@ impl Harness {
             file_images: Vec::new(),
             verified: Vec::new(),
             ack_progress: true,
+            completed: Vec::new(),
         }
     }
 
@@ -285,6 +289,7 @@ impl Harness {
         self.agent = Agent::new(cfg).unwrap();
         self.inbox.clear();
         self.log.clear();
+        self.completed.clear();
         self.written.clear();
         self.boot();
     }
@@ -315,6 +320,7 @@ impl Harness {
 
     pub fn complete(&mut self, c: Completion) {
         let now = self.now();
+        self.completed.push((self.log.len(), c));
         self.agent.complete(now, c);
         self.run();
     }
@@ -448,6 +454,7 @@ impl Harness {
             if let Some(c) = completion {
                 if self.auto_pal {
                     let now = self.now();
+                    self.completed.push((self.log.len(), c));
                     self.agent.complete(now, c);
                 } else {
                     self.pending_pal = Some(c);
