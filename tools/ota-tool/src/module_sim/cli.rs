@@ -30,8 +30,8 @@ pub struct ModuleSimArgs {
     #[arg(long, default_value = "ccm", value_name = "ccm|v1.3")]
     pub dialect: Dialect,
     /// Inject a fault (repeatable): corrupt-checksum=N, corrupt-data=N, short-read=BYTES,
-    /// drop-response=N, truncate=N, no-eol=N, late=N:MS, blank-line=N, reset-at=OFFSET, err=VERB:CODE[@N] (VERB: accept, read, seek, apply,
-    /// close, flush, connect).
+    /// drop-response=N, truncate=N, no-eol=N, late=N:MS, blank-line=N, reset-at=OFFSET,
+    /// err=VERB:CODE or err=VERB:CODE@N (VERB: accept, read, seek, apply, close, flush, connect).
     #[arg(long = "fault", value_name = "KIND=VALUE")]
     pub faults: Vec<Fault>,
     /// The module firmware version at power-on.
