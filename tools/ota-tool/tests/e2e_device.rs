@@ -611,3 +611,63 @@ async fn psoc6_board_rolls_back_an_image_that_crashes() {
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
 }
+
+fn board_job(env: &Env, id: &str, img: Vec<u8>) -> String {
+    let sig = keys::sign(&env.key, &img);
+    env.job_for(THING, id, img, Some(sig))
+}
+
+fn same54_opts(env: &Env) -> DeviceOptions {
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Same54;
+    opts.factory_key = Some(env.key.clone());
+    opts
+}
+
+fn has_trial_boot(events: &[DeviceEvent]) -> bool {
+    events.iter().any(|e| {
+        matches!(
+            e,
+            DeviceEvent::Booted {
+                decision: ota_tool::device::boot::BootDecision::Trial,
+                ..
+            }
+        )
+    })
+}
+
+#[tokio::test]
+async fn same54_board_updates_through_its_simulated_aws_bootloader() {
+    let env = Env::new().await;
+    let img = ota_tool::device::same54::same54_image(v(2, 0), PAYLOAD, Behavior::Normal);
+    let job = board_job(&env, "same54", img);
+    let (report, events) = run_device(same54_opts(&env)).await;
+    assert!(events.contains(&DeviceEvent::Provisioned(v(1, 0))));
+    assert_eq!(report.initial_version, v(1, 0));
+    assert_eq!((report.boots, report.version), (2, v(2, 0)));
+    assert!(has_trial_boot(&events));
+    expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    // Committed: the next boot is a normal one on 2.0.0 (no bank swap back).
+    let (report, events) = run_device(same54_opts(&env)).await;
+    assert_eq!((report.boots, report.version), (1, v(2, 0)));
+    assert!(!has_trial_boot(&events));
+}
+
+#[tokio::test]
+async fn same54_board_rolls_back_an_image_failing_its_self_test() {
+    let env = Env::new().await;
+    let img = ota_tool::device::same54::same54_image(v(2, 0), PAYLOAD, Behavior::FailSelfTest);
+    let job = board_job(&env, "same54-fail", img);
+    let (report, events) = run_device(same54_opts(&env)).await;
+    assert!(has_trial_boot(&events));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        DeviceEvent::Booted {
+            decision: ota_tool::device::boot::BootDecision::RolledBack,
+            version,
+            ..
+        } if *version == v(1, 0)
+    )));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}
