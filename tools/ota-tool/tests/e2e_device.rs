@@ -671,3 +671,67 @@ async fn same54_board_rolls_back_an_image_failing_its_self_test() {
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
 }
+
+/// A job for a board whose firmware has its own file type (traveo: 141).
+fn typed_job(env: &Env, id: &str, img: Vec<u8>, file_type: u32) -> String {
+    let sig = keys::sign(&env.key, &img);
+    let update = OtaUpdate {
+        id: Some(id.into()),
+        things: vec![THING.into()],
+        groups: Vec::new(),
+        protocols: vec![Protocol::Mqtt],
+        files: vec![OtaFile {
+            data: img,
+            filepath: Some("/firmware/app.bin".into()),
+            file_type: Some(file_type),
+            cert_file: Some("ota-signing-pub.pem".into()),
+            signature: Some(sig),
+        }],
+    };
+    let (job, out) = env
+        .server
+        .cloud
+        .lock()
+        .unwrap()
+        .create_ota_update(update, now())
+        .unwrap();
+    env.server.publisher.send(out);
+    job
+}
+
+fn traveo_opts(env: &Env) -> DeviceOptions {
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Traveo;
+    opts
+}
+
+fn traveo_job(env: &Env, id: &str, version: AppVersion, behavior: Behavior) -> String {
+    let img = ota_tool::device::traveo::traveo_image(version, PAYLOAD, behavior).unwrap();
+    typed_job(env, id, img, pal_traveo::FIRMWARE_FILE_TYPE)
+}
+
+#[tokio::test]
+async fn traveo_board_updates_through_its_simulated_dbm() {
+    let env = Env::new().await;
+    let job = traveo_job(&env, "traveo", v(2, 0), Behavior::Normal);
+    let (report, events) = run_device(traveo_opts(&env)).await;
+    assert!(events.contains(&DeviceEvent::Provisioned(v(1, 0))));
+    assert_eq!(report.initial_version, v(1, 0));
+    assert_eq!((report.boots, report.version), (2, v(2, 0)));
+    assert!(has_trial_boot(&events));
+    expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    // Confirmed: the next boot is a normal one on 2.0.0 in the upper bank.
+    let (report, events) = run_device(traveo_opts(&env)).await;
+    assert_eq!((report.boots, report.version), (1, v(2, 0)));
+    assert!(!has_trial_boot(&events));
+}
+
+#[tokio::test]
+async fn traveo_board_rolls_back_an_image_failing_its_self_test() {
+    let env = Env::new().await;
+    let job = traveo_job(&env, "traveo-fail", v(2, 0), Behavior::FailSelfTest);
+    let (report, events) = run_device(traveo_opts(&env)).await;
+    assert!(has_trial_boot(&events));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}

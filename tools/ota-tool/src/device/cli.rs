@@ -166,6 +166,7 @@ pub fn make_image(a: ImageArgs) -> Result<()> {
         Board::Generic => super::image::build(a.version, payload, a.behaviour),
         Board::Psoc6 => super::psoc6_image(a.version, payload, a.behaviour)?,
         Board::Same54 => super::same54::same54_image(a.version, payload, a.behaviour),
+        Board::Traveo => super::traveo::traveo_image(a.version, payload, a.behaviour)?,
     };
     std::fs::write(&a.out, &img).with_context(|| format!("writing {}", a.out.display()))?;
     println!("{} ({} bytes, v{})", a.out.display(), img.len(), a.version);

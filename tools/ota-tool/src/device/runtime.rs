@@ -378,6 +378,9 @@ pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
     }
     let bytes = std::fs::read(&flash)?;
     let board = std::fs::read_to_string(state.join("board")).unwrap_or_default();
+    if board.trim() == "traveo" {
+        return super::traveo::running_version(bytes);
+    }
     let at = if board.trim() == "same54" {
         super::same54::app_addr() as usize
     } else if state.join("boot.json").exists() {
@@ -412,6 +415,9 @@ pub enum Board {
     /// are raw applications ([`super::image`] format), the descriptor carries the OTA
     /// signature ([`super::same54`]).
     Same54,
+    /// `pal-traveo` (CYT4BF dual bank) over its simulated DBM; images are signed CM0+ images
+    /// ([`super::traveo`]), jobs use file type 141.
+    Traveo,
 }
 
 /// An MCUboot image for `--board psoc6` (its own signature TLV made with a throwaway key: the
@@ -432,6 +438,8 @@ pub(super) struct Ctx {
     pub(super) events: Events,
     counters: Rc<Counters>,
     disconnect_fault: Cell<Option<u32>>,
+    /// The job file type of the board's firmware (`Config::firmware_file_type`).
+    pub(super) firmware_file_type: Cell<u32>,
 }
 
 const BLOCK_SIZE: u32 = 4096;
@@ -480,6 +488,7 @@ where
     let (opts, events, counters) = (&ctx.opts, &ctx.events, &ctx.counters);
     let mut cfg = Config::new(&opts.thing, version);
     cfg.block_size = BLOCK_SIZE;
+    cfg.firmware_file_type = ctx.firmware_file_type.get();
     if let Some(n) = opts.blocks_per_request {
         cfg.blocks_per_request = n;
         cfg.rx_buffer_len = n * (BLOCK_SIZE + 64);
@@ -592,6 +601,7 @@ pub async fn run(
         .with_context(|| format!("creating {}", opts.state.display()))?;
     let ctx = Ctx {
         disconnect_fault: Cell::new(opts.faults.disconnect_after_blocks),
+        firmware_file_type: Cell::new(0),
         opts,
         events,
         counters: Rc::new(Counters::default()),
@@ -600,6 +610,7 @@ pub async fn run(
         Board::Generic => run_generic(&ctx).await,
         Board::Psoc6 => run_psoc6(&ctx).await,
         Board::Same54 => super::same54::run(&ctx).await,
+        Board::Traveo => super::traveo::run(&ctx).await,
     }
 }
 
