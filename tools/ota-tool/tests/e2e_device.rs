@@ -735,3 +735,40 @@ async fn traveo_board_rolls_back_an_image_failing_its_self_test() {
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
 }
+
+fn tfm_opts(env: &Env) -> DeviceOptions {
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Tfm;
+    opts
+}
+
+fn tfm_job(env: &Env, id: &str, version: AppVersion, behavior: Behavior) -> String {
+    let img = ota_tool::device::tfm::tfm_image(version, PAYLOAD, behavior).unwrap();
+    board_job(env, id, img)
+}
+
+#[tokio::test]
+async fn tfm_board_updates_through_its_simulated_fwu_and_bl2() {
+    let env = Env::new().await;
+    let job = tfm_job(&env, "tfm", v(2, 0), Behavior::Normal);
+    let (report, events) = run_device(tfm_opts(&env)).await;
+    assert!(events.contains(&DeviceEvent::Provisioned(v(1, 0))));
+    assert_eq!(report.initial_version, v(1, 0));
+    assert_eq!((report.boots, report.version), (2, v(2, 0)));
+    assert!(has_trial_boot(&events));
+    expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    // Accepted: the next boot is a normal one on 2.0.0 (BL2 does not revert it).
+    let (report, events) = run_device(tfm_opts(&env)).await;
+    assert_eq!((report.boots, report.version), (1, v(2, 0)));
+    assert!(!has_trial_boot(&events));
+}
+
+#[tokio::test]
+async fn tfm_board_rolls_back_an_image_failing_its_self_test() {
+    let env = Env::new().await;
+    let job = tfm_job(&env, "tfm-fail", v(2, 0), Behavior::FailSelfTest);
+    let (report, events) = run_device(tfm_opts(&env)).await;
+    assert!(has_trial_boot(&events));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}

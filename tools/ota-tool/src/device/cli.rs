@@ -154,7 +154,8 @@ pub struct ImageArgs {
     /// How the image behaves after its trial boot (generic board).
     #[arg(long, value_enum, default_value = "normal", value_name = "BEHAVIOUR")]
     pub behaviour: Behavior,
-    /// The board the image is for (psoc6: an MCUboot image around it).
+    /// The board the image is for (psoc6, tfm: an MCUboot image around it; traveo: a signed
+    /// CM0+ image around it; same54: the image itself).
     #[arg(long, value_enum, default_value = "generic")]
     pub board: Board,
 }
@@ -167,6 +168,7 @@ pub fn make_image(a: ImageArgs) -> Result<()> {
         Board::Psoc6 => super::psoc6_image(a.version, payload, a.behaviour)?,
         Board::Same54 => super::same54::same54_image(a.version, payload, a.behaviour),
         Board::Traveo => super::traveo::traveo_image(a.version, payload, a.behaviour)?,
+        Board::Tfm => super::tfm::tfm_image(a.version, payload, a.behaviour)?,
     };
     std::fs::write(&a.out, &img).with_context(|| format!("writing {}", a.out.display()))?;
     println!("{} ({} bytes, v{})", a.out.display(), img.len(), a.version);

@@ -14,7 +14,7 @@
 //!   after each simulated reboot, and the image's behaviour (normal, fails its self test,
 //!   cannot connect, crashes).
 //!
-//! `--board psoc6|same54|traveo` run the board crates' PALs over their simulated bootloaders instead
+//! `--board psoc6|same54|traveo|tfm` run the board crates' PALs over their simulated bootloaders instead
 //! (see [`runtime::Board`]).
 //!
 //! A reboot is `Exit::Reset` from the driver: the bootloader decides which slot runs, and a
@@ -28,6 +28,7 @@ pub mod image;
 pub mod mqtt;
 pub mod runtime;
 pub mod same54;
+pub mod tfm;
 pub mod traveo;
 
 pub use runtime::{

@@ -381,6 +381,9 @@ pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
     if board.trim() == "traveo" {
         return super::traveo::running_version(bytes);
     }
+    if board.trim() == "tfm" {
+        return Ok(super::tfm::running_header(&bytes)?.version);
+    }
     let at = if board.trim() == "same54" {
         super::same54::app_addr() as usize
     } else if state.join("boot.json").exists() {
@@ -418,6 +421,9 @@ pub enum Board {
     /// `pal-traveo` (CYT4BF dual bank) over its simulated DBM; images are signed CM0+ images
     /// ([`super::traveo`]), jobs use file type 141.
     Traveo,
+    /// `pal-tfm` (PSA Firmware Update on Corstone-300/310) over its simulated FWU partition
+    /// and BL2; images are TF-M non-secure MCUboot images ([`super::tfm`]).
+    Tfm,
 }
 
 /// An MCUboot image for `--board psoc6` (its own signature TLV made with a throwaway key: the
@@ -611,6 +617,7 @@ pub async fn run(
         Board::Psoc6 => run_psoc6(&ctx).await,
         Board::Same54 => super::same54::run(&ctx).await,
         Board::Traveo => super::traveo::run(&ctx).await,
+        Board::Tfm => super::tfm::run(&ctx).await,
     }
 }
 
