@@ -624,6 +624,19 @@ fn same54_opts(env: &Env) -> DeviceOptions {
     opts
 }
 
+fn rolled_back_to(events: &[DeviceEvent], want: AppVersion) -> bool {
+    events.iter().any(|e| {
+        matches!(
+            e,
+            DeviceEvent::Booted {
+                decision: ota_tool::device::boot::BootDecision::RolledBack,
+                version,
+                ..
+            } if *version == want
+        )
+    })
+}
+
 fn has_trial_boot(events: &[DeviceEvent]) -> bool {
     events.iter().any(|e| {
         matches!(
@@ -660,14 +673,7 @@ async fn same54_board_rolls_back_an_image_failing_its_self_test() {
     let job = board_job(&env, "same54-fail", img);
     let (report, events) = run_device(same54_opts(&env)).await;
     assert!(has_trial_boot(&events));
-    assert!(events.iter().any(|e| matches!(
-        e,
-        DeviceEvent::Booted {
-            decision: ota_tool::device::boot::BootDecision::RolledBack,
-            version,
-            ..
-        } if *version == v(1, 0)
-    )));
+    assert!(rolled_back_to(&events, v(1, 0)));
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
 }
@@ -732,6 +738,7 @@ async fn traveo_board_rolls_back_an_image_failing_its_self_test() {
     let job = traveo_job(&env, "traveo-fail", v(2, 0), Behavior::FailSelfTest);
     let (report, events) = run_device(traveo_opts(&env)).await;
     assert!(has_trial_boot(&events));
+    assert!(rolled_back_to(&events, v(1, 0)));
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
 }
@@ -769,6 +776,49 @@ async fn tfm_board_rolls_back_an_image_failing_its_self_test() {
     let job = tfm_job(&env, "tfm-fail", v(2, 0), Behavior::FailSelfTest);
     let (report, events) = run_device(tfm_opts(&env)).await;
     assert!(has_trial_boot(&events));
+    assert!(rolled_back_to(&events, v(1, 0)));
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}
+
+/// A trial image that crashes before confirming (a reset without confirm) on each board: the
+/// board's bootloader (or, on traveo, `startup` at the next boot) brings v1 back.
+#[tokio::test]
+async fn same54_traveo_tfm_roll_back_an_image_that_crashes() {
+    type Make = fn(AppVersion, u32, Behavior) -> Vec<u8>;
+    let boards: [(ota_tool::device::Board, Make, u32); 3] = [
+        (
+            ota_tool::device::Board::Same54,
+            ota_tool::device::same54::same54_image,
+            0,
+        ),
+        (
+            ota_tool::device::Board::Traveo,
+            |v, n, b| ota_tool::device::traveo::traveo_image(v, n, b).unwrap(),
+            pal_traveo::FIRMWARE_FILE_TYPE,
+        ),
+        (
+            ota_tool::device::Board::Tfm,
+            |v, n, b| ota_tool::device::tfm::tfm_image(v, n, b).unwrap(),
+            0,
+        ),
+    ];
+    for (board, make, file_type) in boards {
+        let env = Env::new().await;
+        let job = typed_job(
+            &env,
+            "crash",
+            make(v(2, 0), PAYLOAD, Behavior::Crash),
+            file_type,
+        );
+        let mut opts = env.opts();
+        opts.board = board;
+        opts.factory_key = Some(env.key.clone());
+        let (report, events) = run_device(opts).await;
+        assert!(events.contains(&DeviceEvent::Crashed), "{board:?}");
+        assert!(has_trial_boot(&events), "{board:?}");
+        assert!(rolled_back_to(&events, v(1, 0)), "{board:?}: {events:?}");
+        assert_eq!(report.version, v(1, 0), "{board:?}");
+        expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+    }
 }
