@@ -822,3 +822,55 @@ async fn same54_traveo_tfm_roll_back_an_image_that_crashes() {
         expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
     }
 }
+
+/// A power cut mid-download on each board: same54 and traveo resume from the journal (their
+/// flash is written through); tfm's FWU partition loses the WRITING state at the reboot, as
+/// TF-M's does, so the download starts again. Each ends SUCCEEDED on v2.
+#[tokio::test]
+async fn same54_traveo_tfm_power_cut_mid_download() {
+    type Make = fn(AppVersion, u32, Behavior) -> Vec<u8>;
+    let boards: [(ota_tool::device::Board, Make, u32, bool); 3] = [
+        (
+            ota_tool::device::Board::Same54,
+            ota_tool::device::same54::same54_image,
+            0,
+            true,
+        ),
+        (
+            ota_tool::device::Board::Traveo,
+            |v, n, b| ota_tool::device::traveo::traveo_image(v, n, b).unwrap(),
+            pal_traveo::FIRMWARE_FILE_TYPE,
+            true,
+        ),
+        (
+            ota_tool::device::Board::Tfm,
+            |v, n, b| ota_tool::device::tfm::tfm_image(v, n, b).unwrap(),
+            0,
+            false,
+        ),
+    ];
+    for (board, make, file_type, resumes) in boards {
+        let env = Env::new().await;
+        let img = make(v(2, 0), PAYLOAD, Behavior::Normal);
+        let blocks = (img.len() as u32).div_ceil(4096);
+        let job = typed_job(&env, "powercut", img, file_type);
+        let mut opts = env.opts();
+        opts.board = board;
+        opts.factory_key = Some(env.key.clone());
+        let ended = run_watching(opts.clone(), |e| {
+            matches!(e, DeviceEvent::Block { received: 6, .. })
+        })
+        .await;
+        assert!(ended.is_none(), "{board:?}: cut before the end");
+        let (report, _) = run_device(opts).await;
+        if resumes {
+            assert!(
+                report.blocks < blocks,
+                "{board:?}: only the missing blocks: {}",
+                report.blocks
+            );
+        }
+        assert_eq!(report.version, v(2, 0), "{board:?}");
+        expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    }
+}

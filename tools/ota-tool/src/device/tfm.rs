@@ -11,13 +11,15 @@
 //! (`Config::PAL_PSA_DEFAULT_NONSECURE`). The secure slot holds a signed placeholder.
 //!
 //! The FWU partition's component states live in `SimTfm` (RAM, re-derived by BL2 at each
-//! boot) and its flash writes reach `flash.bin` when the agent's run ends (at each reset and
-//! at the end): a device killed mid-download restarts the download.
+//! boot: a WRITING candidate is discarded at a reboot) and its flash writes reach `flash.bin`
+//! when the agent's run ends (at each reset and at the end). So a download cannot resume
+//! across a reboot: the journal is cleared at each boot and a device killed mid-download
+//! downloads the file again (the agent's resume would otherwise fail the job).
 
 use anyhow::{bail, Context, Result};
 use ota_core::wire::version::AppVersion;
 use ota_pal_traits::sim::{SimConfig, SimDevice};
-use ota_pal_traits::FlashJournal;
+use ota_pal_traits::{DownloadJournal, FlashJournal};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use pal_tfm::sim::{build_image, BootOutcome, SimTfm};
@@ -175,9 +177,16 @@ pub(super) async fn run(ctx: &Ctx) -> Result<super::DeviceReport> {
             Algorithm::EcdsaSha256,
             CONFIG.components,
         );
-        let journal =
+        let mut journal =
             FlashJournal::new(jchip.window::<WRITE, ERASE>(0, JOURNAL)?, 0, JOURNAL, 0xFF)
                 .map_err(|e| anyhow::anyhow!("journal: {e:?}"))?;
+        // The FWU partition discards a WRITING candidate at a reboot (every component is
+        // READY after BL2), so no download can resume: forget the journal, or the agent's
+        // resume would fail the job instead of downloading again.
+        journal
+            .clear()
+            .await
+            .map_err(|e| anyhow::anyhow!("journal: {e:?}"))?;
         let reset = run_agent_with(ctx, version, behavior, storage, verifier, boot, journal).await;
         chip.sync_all()?;
         if !reset? {
