@@ -205,3 +205,103 @@ async fn demo_out_of_time_says_so_and_fails() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("timed out after 0 s"), "{stderr}");
 }
+
+/// `ota image --board B` then `ota device --board B` for each board wired to its board crate:
+/// the update ends SUCCEEDED with the new version running after the board's bootloader.
+#[tokio::test]
+async fn device_command_updates_each_board_over_mosquitto() {
+    for (board, file_type) in [("same54", 0), ("traveo", 141), ("tfm", 0)] {
+        let mosq = Mosquitto::start().await;
+        let mut cfg = ServeConfig::loopback();
+        cfg.mqtt = MqttMode::External {
+            host: "127.0.0.1".into(),
+            port: mosq.port,
+        };
+        let server = Server::start(cfg).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, pk) = keys::keygen(dir.path()).unwrap();
+        let file = dir.path().join("v201.bin");
+        let out = ota([
+            "image",
+            "--version",
+            "2.0.1",
+            "--payload-kib",
+            "20",
+            "--board",
+            board,
+            "--out",
+            &file.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec())
+        .await;
+        assert!(out.status.success(), "{board}: {out:?}");
+        let img = std::fs::read(&file).unwrap();
+        let sig = keys::sign(&keys::read_signing_key(&sk).unwrap(), &img);
+        let update = OtaUpdate {
+            id: Some(board.into()),
+            things: vec!["cli-thing".into()],
+            groups: Vec::new(),
+            protocols: vec![Protocol::Mqtt],
+            files: vec![OtaFile {
+                data: img,
+                filepath: Some("/fw".into()),
+                file_type: Some(file_type),
+                cert_file: None,
+                signature: Some(sig),
+            }],
+        };
+        let (job, published) = server
+            .cloud
+            .lock()
+            .unwrap()
+            .create_ota_update(update, 0)
+            .unwrap();
+        server.publisher.send(published);
+        let out = ota([
+            "device",
+            "--thing",
+            "cli-thing",
+            "--board",
+            board,
+            "--state",
+            &dir.path().join("dev").display().to_string(),
+            "--version",
+            "2.0.0",
+            "--verify-key",
+            &pk.display().to_string(),
+            "--factory-key",
+            &sk.display().to_string(),
+            "--broker",
+            &format!("127.0.0.1:{}", mosq.port),
+        ]
+        .map(String::from)
+        .to_vec())
+        .await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{board}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("boot: v2.0.1 on trial"),
+            "{board}: {stdout}"
+        );
+        assert!(
+            stdout.contains("running v2.0.1 (was v2.0.0), 2 boot(s)"),
+            "{board}: {stdout}"
+        );
+        let st = server
+            .cloud
+            .lock()
+            .unwrap()
+            .jobs
+            .execution("cli-thing", &job)
+            .unwrap()
+            .status
+            .as_str()
+            .to_string();
+        assert_eq!(st, "SUCCEEDED", "{board}");
+    }
+}

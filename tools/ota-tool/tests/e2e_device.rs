@@ -611,3 +611,266 @@ async fn psoc6_board_rolls_back_an_image_that_crashes() {
     assert_eq!(report.version, v(1, 0));
     expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
 }
+
+fn board_job(env: &Env, id: &str, img: Vec<u8>) -> String {
+    let sig = keys::sign(&env.key, &img);
+    env.job_for(THING, id, img, Some(sig))
+}
+
+fn same54_opts(env: &Env) -> DeviceOptions {
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Same54;
+    opts.factory_key = Some(env.key.clone());
+    opts
+}
+
+fn rolled_back_to(events: &[DeviceEvent], want: AppVersion) -> bool {
+    events.iter().any(|e| {
+        matches!(
+            e,
+            DeviceEvent::Booted {
+                decision: ota_tool::device::boot::BootDecision::RolledBack,
+                version,
+                ..
+            } if *version == want
+        )
+    })
+}
+
+fn has_trial_boot(events: &[DeviceEvent]) -> bool {
+    events.iter().any(|e| {
+        matches!(
+            e,
+            DeviceEvent::Booted {
+                decision: ota_tool::device::boot::BootDecision::Trial,
+                ..
+            }
+        )
+    })
+}
+
+#[tokio::test]
+async fn same54_board_updates_through_its_simulated_aws_bootloader() {
+    let env = Env::new().await;
+    let img = ota_tool::device::same54::same54_image(v(2, 0), PAYLOAD, Behavior::Normal);
+    let job = board_job(&env, "same54", img);
+    let (report, events) = run_device(same54_opts(&env)).await;
+    assert!(events.contains(&DeviceEvent::Provisioned(v(1, 0))));
+    assert_eq!(report.initial_version, v(1, 0));
+    assert_eq!((report.boots, report.version), (2, v(2, 0)));
+    assert!(has_trial_boot(&events));
+    expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    // Committed: the next boot is a normal one on 2.0.0 (no bank swap back).
+    let (report, events) = run_device(same54_opts(&env)).await;
+    assert_eq!((report.boots, report.version), (1, v(2, 0)));
+    assert!(!has_trial_boot(&events));
+}
+
+#[tokio::test]
+async fn same54_board_rolls_back_an_image_failing_its_self_test() {
+    let env = Env::new().await;
+    let img = ota_tool::device::same54::same54_image(v(2, 0), PAYLOAD, Behavior::FailSelfTest);
+    let job = board_job(&env, "same54-fail", img);
+    let (report, events) = run_device(same54_opts(&env)).await;
+    assert!(has_trial_boot(&events));
+    assert!(rolled_back_to(&events, v(1, 0)));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}
+
+/// A job for a board whose firmware has its own file type (traveo: 141).
+fn typed_job(env: &Env, id: &str, img: Vec<u8>, file_type: u32) -> String {
+    let sig = keys::sign(&env.key, &img);
+    let update = OtaUpdate {
+        id: Some(id.into()),
+        things: vec![THING.into()],
+        groups: Vec::new(),
+        protocols: vec![Protocol::Mqtt],
+        files: vec![OtaFile {
+            data: img,
+            filepath: Some("/firmware/app.bin".into()),
+            file_type: Some(file_type),
+            cert_file: Some("ota-signing-pub.pem".into()),
+            signature: Some(sig),
+        }],
+    };
+    let (job, out) = env
+        .server
+        .cloud
+        .lock()
+        .unwrap()
+        .create_ota_update(update, now())
+        .unwrap();
+    env.server.publisher.send(out);
+    job
+}
+
+fn traveo_opts(env: &Env) -> DeviceOptions {
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Traveo;
+    opts
+}
+
+fn traveo_job(env: &Env, id: &str, version: AppVersion, behavior: Behavior) -> String {
+    let img = ota_tool::device::traveo::traveo_image(version, PAYLOAD, behavior).unwrap();
+    typed_job(env, id, img, pal_traveo::FIRMWARE_FILE_TYPE)
+}
+
+#[tokio::test]
+async fn traveo_board_updates_through_its_simulated_dbm() {
+    let env = Env::new().await;
+    let job = traveo_job(&env, "traveo", v(2, 0), Behavior::Normal);
+    let (report, events) = run_device(traveo_opts(&env)).await;
+    assert!(events.contains(&DeviceEvent::Provisioned(v(1, 0))));
+    assert_eq!(report.initial_version, v(1, 0));
+    assert_eq!((report.boots, report.version), (2, v(2, 0)));
+    assert!(has_trial_boot(&events));
+    expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    // Confirmed: the next boot is a normal one on 2.0.0 in the upper bank.
+    let (report, events) = run_device(traveo_opts(&env)).await;
+    assert_eq!((report.boots, report.version), (1, v(2, 0)));
+    assert!(!has_trial_boot(&events));
+}
+
+#[tokio::test]
+async fn traveo_board_rolls_back_an_image_failing_its_self_test() {
+    let env = Env::new().await;
+    let job = traveo_job(&env, "traveo-fail", v(2, 0), Behavior::FailSelfTest);
+    let (report, events) = run_device(traveo_opts(&env)).await;
+    assert!(has_trial_boot(&events));
+    assert!(rolled_back_to(&events, v(1, 0)));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}
+
+fn tfm_opts(env: &Env) -> DeviceOptions {
+    let mut opts = env.opts();
+    opts.board = ota_tool::device::Board::Tfm;
+    opts
+}
+
+fn tfm_job(env: &Env, id: &str, version: AppVersion, behavior: Behavior) -> String {
+    let img = ota_tool::device::tfm::tfm_image(version, PAYLOAD, behavior).unwrap();
+    board_job(env, id, img)
+}
+
+#[tokio::test]
+async fn tfm_board_updates_through_its_simulated_fwu_and_bl2() {
+    let env = Env::new().await;
+    let job = tfm_job(&env, "tfm", v(2, 0), Behavior::Normal);
+    let (report, events) = run_device(tfm_opts(&env)).await;
+    assert!(events.contains(&DeviceEvent::Provisioned(v(1, 0))));
+    assert_eq!(report.initial_version, v(1, 0));
+    assert_eq!((report.boots, report.version), (2, v(2, 0)));
+    assert!(has_trial_boot(&events));
+    expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    // Accepted: the next boot is a normal one on 2.0.0 (BL2 does not revert it).
+    let (report, events) = run_device(tfm_opts(&env)).await;
+    assert_eq!((report.boots, report.version), (1, v(2, 0)));
+    assert!(!has_trial_boot(&events));
+}
+
+#[tokio::test]
+async fn tfm_board_rolls_back_an_image_failing_its_self_test() {
+    let env = Env::new().await;
+    let job = tfm_job(&env, "tfm-fail", v(2, 0), Behavior::FailSelfTest);
+    let (report, events) = run_device(tfm_opts(&env)).await;
+    assert!(has_trial_boot(&events));
+    assert!(rolled_back_to(&events, v(1, 0)));
+    assert_eq!(report.version, v(1, 0));
+    expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+}
+
+/// A trial image that crashes before confirming (a reset without confirm) on each board: the
+/// board's bootloader (or, on traveo, `startup` at the next boot) brings v1 back.
+#[tokio::test]
+async fn same54_traveo_tfm_roll_back_an_image_that_crashes() {
+    type Make = fn(AppVersion, u32, Behavior) -> Vec<u8>;
+    let boards: [(ota_tool::device::Board, Make, u32); 3] = [
+        (
+            ota_tool::device::Board::Same54,
+            ota_tool::device::same54::same54_image,
+            0,
+        ),
+        (
+            ota_tool::device::Board::Traveo,
+            |v, n, b| ota_tool::device::traveo::traveo_image(v, n, b).unwrap(),
+            pal_traveo::FIRMWARE_FILE_TYPE,
+        ),
+        (
+            ota_tool::device::Board::Tfm,
+            |v, n, b| ota_tool::device::tfm::tfm_image(v, n, b).unwrap(),
+            0,
+        ),
+    ];
+    for (board, make, file_type) in boards {
+        let env = Env::new().await;
+        let job = typed_job(
+            &env,
+            "crash",
+            make(v(2, 0), PAYLOAD, Behavior::Crash),
+            file_type,
+        );
+        let mut opts = env.opts();
+        opts.board = board;
+        opts.factory_key = Some(env.key.clone());
+        let (report, events) = run_device(opts).await;
+        assert!(events.contains(&DeviceEvent::Crashed), "{board:?}");
+        assert!(has_trial_boot(&events), "{board:?}");
+        assert!(rolled_back_to(&events, v(1, 0)), "{board:?}: {events:?}");
+        assert_eq!(report.version, v(1, 0), "{board:?}");
+        expect_outcome(&env, &job, "FAILED", v(1, 0)).await;
+    }
+}
+
+/// A power cut mid-download on each board: same54 and traveo resume from the journal (their
+/// flash is written through); tfm's FWU partition loses the WRITING state at the reboot, as
+/// TF-M's does, so the download starts again. Each ends SUCCEEDED on v2.
+#[tokio::test]
+async fn same54_traveo_tfm_power_cut_mid_download() {
+    type Make = fn(AppVersion, u32, Behavior) -> Vec<u8>;
+    let boards: [(ota_tool::device::Board, Make, u32, bool); 3] = [
+        (
+            ota_tool::device::Board::Same54,
+            ota_tool::device::same54::same54_image,
+            0,
+            true,
+        ),
+        (
+            ota_tool::device::Board::Traveo,
+            |v, n, b| ota_tool::device::traveo::traveo_image(v, n, b).unwrap(),
+            pal_traveo::FIRMWARE_FILE_TYPE,
+            true,
+        ),
+        (
+            ota_tool::device::Board::Tfm,
+            |v, n, b| ota_tool::device::tfm::tfm_image(v, n, b).unwrap(),
+            0,
+            false,
+        ),
+    ];
+    for (board, make, file_type, resumes) in boards {
+        let env = Env::new().await;
+        let img = make(v(2, 0), PAYLOAD, Behavior::Normal);
+        let blocks = (img.len() as u32).div_ceil(4096);
+        let job = typed_job(&env, "powercut", img, file_type);
+        let mut opts = env.opts();
+        opts.board = board;
+        opts.factory_key = Some(env.key.clone());
+        let ended = run_watching(opts.clone(), |e| {
+            matches!(e, DeviceEvent::Block { received: 6, .. })
+        })
+        .await;
+        assert!(ended.is_none(), "{board:?}: cut before the end");
+        let (report, _) = run_device(opts).await;
+        if resumes {
+            assert!(
+                report.blocks < blocks,
+                "{board:?}: only the missing blocks: {}",
+                report.blocks
+            );
+        }
+        assert_eq!(report.version, v(2, 0), "{board:?}");
+        expect_outcome(&env, &job, "SUCCEEDED", v(2, 0)).await;
+    }
+}

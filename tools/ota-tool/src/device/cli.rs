@@ -26,6 +26,10 @@ pub struct DeviceArgs {
     /// Public key (SPKI PEM) that image signatures are checked with.
     #[arg(long, value_name = "PUB.pem")]
     pub verify_key: PathBuf,
+    /// OTA signing key (PKCS#8 PEM) that signs the factory image on a new state directory,
+    /// for boards whose bootloader trusts the OTA signer (same54).
+    #[arg(long, value_name = "KEY.pem")]
+    pub factory_key: Option<PathBuf>,
     /// MQTT broker.
     #[arg(long, default_value = "127.0.0.1:1883", value_name = "HOST:PORT")]
     pub broker: String,
@@ -101,6 +105,9 @@ pub fn main(a: DeviceArgs) -> Result<()> {
     opts.blocks_per_request = a.blocks_per_request;
     opts.http = a.http;
     opts.board = a.board;
+    if let Some(k) = &a.factory_key {
+        opts.factory_key = Some(crate::keys::read_signing_key(k)?);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -147,7 +154,8 @@ pub struct ImageArgs {
     /// How the image behaves after its trial boot (generic board).
     #[arg(long, value_enum, default_value = "normal", value_name = "BEHAVIOUR")]
     pub behaviour: Behavior,
-    /// The board the image is for (psoc6: an MCUboot image around it).
+    /// The board the image is for (psoc6, tfm: an MCUboot image around it; traveo: a signed
+    /// CM0+ image around it; same54: the image itself).
     #[arg(long, value_enum, default_value = "generic")]
     pub board: Board,
 }
@@ -158,6 +166,9 @@ pub fn make_image(a: ImageArgs) -> Result<()> {
     let img = match a.board {
         Board::Generic => super::image::build(a.version, payload, a.behaviour),
         Board::Psoc6 => super::psoc6_image(a.version, payload, a.behaviour)?,
+        Board::Same54 => super::same54::same54_image(a.version, payload, a.behaviour),
+        Board::Traveo => super::traveo::traveo_image(a.version, payload, a.behaviour)?,
+        Board::Tfm => super::tfm::tfm_image(a.version, payload, a.behaviour)?,
     };
     std::fs::write(&a.out, &img).with_context(|| format!("writing {}", a.out.display()))?;
     println!("{} ({} bytes, v{})", a.out.display(), img.len(), a.version);

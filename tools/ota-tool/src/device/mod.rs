@@ -14,6 +14,9 @@
 //!   after each simulated reboot, and the image's behaviour (normal, fails its self test,
 //!   cannot connect, crashes).
 //!
+//! `--board psoc6|same54|traveo|tfm` run the board crates' PALs over their simulated bootloaders instead
+//! (see [`runtime::Board`]).
+//!
 //! A reboot is `Exit::Reset` from the driver: the bootloader decides which slot runs, and a
 //! new agent starts with that image's version.
 
@@ -24,6 +27,9 @@ pub mod http_client;
 pub mod image;
 pub mod mqtt;
 pub mod runtime;
+pub mod same54;
+pub mod tfm;
+pub mod traveo;
 
 pub use runtime::{
     psoc6_image, run, running_version, Board, DeviceEvent, DeviceOptions, DeviceReport, Faults,

@@ -57,6 +57,9 @@ pub struct DeviceOptions {
     pub version: AppVersion,
     /// The factory image itself (default: a 64 KiB image of `version`).
     pub factory_image: Option<Vec<u8>>,
+    /// The OTA signing key, for boards whose bootloader checks the factory image with the OTA
+    /// signer's key (same54): it signs the factory image's descriptor on a fresh state.
+    pub factory_key: Option<p256::ecdsa::SigningKey>,
     /// PEM public key (or certificate) the signatures are checked with.
     pub verify_key_pem: Vec<u8>,
     /// Broker host.
@@ -91,6 +94,7 @@ impl DeviceOptions {
             state,
             version: AppVersion::new(1, 0, 0),
             factory_image: None,
+            factory_key: None,
             verify_key_pem: key_pem,
             host: host.into(),
             port,
@@ -206,9 +210,9 @@ impl Application for App {
     }
 }
 
-type Events = Option<mpsc::UnboundedSender<DeviceEvent>>;
+pub(super) type Events = Option<mpsc::UnboundedSender<DeviceEvent>>;
 
-fn emit(events: &Events, e: DeviceEvent) {
+pub(super) fn emit(events: &Events, e: DeviceEvent) {
     if let Some(tx) = events {
         let _ = tx.send(e);
     }
@@ -373,7 +377,16 @@ pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
         bail!("no device in {}", state.display());
     }
     let bytes = std::fs::read(&flash)?;
-    let at = if state.join("boot.json").exists() {
+    let board = std::fs::read_to_string(state.join("board")).unwrap_or_default();
+    if board.trim() == "traveo" {
+        return super::traveo::running_version(bytes);
+    }
+    if board.trim() == "tfm" {
+        return Ok(super::tfm::running_header(&bytes)?.version);
+    }
+    let at = if board.trim() == "same54" {
+        super::same54::app_addr() as usize
+    } else if state.join("boot.json").exists() {
         let boot = GenericBoot::load(state)?;
         slot_offset(boot.get().running()) as usize
     } else {
@@ -385,6 +398,13 @@ pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
     Ok(h.version)
 }
 
+/// Record which board a state directory holds (`<state>/board`), for [`running_version`].
+pub(super) fn mark_board(state: &std::path::Path, board: &str) -> Result<()> {
+    let path = state.join("board");
+    std::fs::write(&path, format!("{board}\n"))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// The boards the device can simulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Board {
@@ -394,6 +414,16 @@ pub enum Board {
     /// `pal-psoc6` (MCUboot v1.8 swap layout) over its simulated MCUboot; images are MCUboot
     /// images ([`psoc6_image`]).
     Psoc6,
+    /// `pal-same54` (aws_bootloader layout, bank swap) over its simulated bootloader; images
+    /// are raw applications ([`super::image`] format), the descriptor carries the OTA
+    /// signature ([`super::same54`]).
+    Same54,
+    /// `pal-traveo` (CYT4BF dual bank) over its simulated DBM; images are signed CM0+ images
+    /// ([`super::traveo`]), jobs use file type 141.
+    Traveo,
+    /// `pal-tfm` (PSA Firmware Update on Corstone-300/310) over its simulated FWU partition
+    /// and BL2; images are TF-M non-secure MCUboot images ([`super::tfm`]).
+    Tfm,
 }
 
 /// An MCUboot image for `--board psoc6` (its own signature TLV made with a throwaway key: the
@@ -409,18 +439,20 @@ pub fn psoc6_image(version: AppVersion, payload_len: u32, behavior: Behavior) ->
     Ok(out)
 }
 
-struct Ctx {
-    opts: DeviceOptions,
-    events: Events,
+pub(super) struct Ctx {
+    pub(super) opts: DeviceOptions,
+    pub(super) events: Events,
     counters: Rc<Counters>,
     disconnect_fault: Cell<Option<u32>>,
+    /// The job file type of the board's firmware (`Config::firmware_file_type`).
+    pub(super) firmware_file_type: Cell<u32>,
 }
 
 const BLOCK_SIZE: u32 = 4096;
 
 /// One boot's agent run: connect, run the driver (reconnecting when MQTT drops) until a
 /// reset (`Ok(true)`) or no job is pending (`Ok(false)`).
-async fn run_agent<S, B, J>(
+pub(super) async fn run_agent<S, B, J>(
     ctx: &Ctx,
     version: AppVersion,
     behavior: Behavior,
@@ -433,11 +465,36 @@ where
     B: ota_pal_traits::BootControl,
     J: ota_pal_traits::DownloadJournal,
 {
+    let verifier = ota_verifier(&ctx.opts)?;
+    run_agent_with(ctx, version, behavior, storage, verifier, boot, journal).await
+}
+
+/// The OTA code-signing verifier (`--verify-key`).
+pub(super) fn ota_verifier(opts: &DeviceOptions) -> Result<Sha256EcdsaP256Verifier> {
+    Sha256EcdsaP256Verifier::from_pem(&opts.verify_key_pem)
+        .map_err(|e| anyhow::anyhow!("verify key: {e:?}"))
+}
+
+/// [`run_agent`] with a given verifier (a board may wrap the OTA verifier).
+pub(super) async fn run_agent_with<S, V, B, J>(
+    ctx: &Ctx,
+    version: AppVersion,
+    behavior: Behavior,
+    storage: S,
+    verifier: V,
+    boot: B,
+    journal: J,
+) -> Result<bool>
+where
+    S: ota_pal_traits::ImageStorage,
+    V: ota_pal_traits::ImageVerifier,
+    B: ota_pal_traits::BootControl,
+    J: ota_pal_traits::DownloadJournal,
+{
     let (opts, events, counters) = (&ctx.opts, &ctx.events, &ctx.counters);
-    let verifier = Sha256EcdsaP256Verifier::from_pem(&opts.verify_key_pem)
-        .map_err(|e| anyhow::anyhow!("verify key: {e:?}"))?;
     let mut cfg = Config::new(&opts.thing, version);
     cfg.block_size = BLOCK_SIZE;
+    cfg.firmware_file_type = ctx.firmware_file_type.get();
     if let Some(n) = opts.blocks_per_request {
         cfg.blocks_per_request = n;
         cfg.rx_buffer_len = n * (BLOCK_SIZE + 64);
@@ -550,6 +607,7 @@ pub async fn run(
         .with_context(|| format!("creating {}", opts.state.display()))?;
     let ctx = Ctx {
         disconnect_fault: Cell::new(opts.faults.disconnect_after_blocks),
+        firmware_file_type: Cell::new(0),
         opts,
         events,
         counters: Rc::new(Counters::default()),
@@ -557,17 +615,20 @@ pub async fn run(
     match ctx.opts.board {
         Board::Generic => run_generic(&ctx).await,
         Board::Psoc6 => run_psoc6(&ctx).await,
+        Board::Same54 => super::same54::run(&ctx).await,
+        Board::Traveo => super::traveo::run(&ctx).await,
+        Board::Tfm => super::tfm::run(&ctx).await,
     }
 }
 
 /// What a boot loop saw.
-struct Tally {
-    initial: Option<AppVersion>,
-    boots: u32,
+pub(super) struct Tally {
+    pub(super) initial: Option<AppVersion>,
+    pub(super) boots: u32,
 }
 
 impl Tally {
-    fn booted(&mut self, v: AppVersion) -> Result<()> {
+    pub(super) fn booted(&mut self, v: AppVersion) -> Result<()> {
         self.boots += 1;
         self.initial.get_or_insert(v);
         if self.boots > 64 {
@@ -576,7 +637,7 @@ impl Tally {
         Ok(())
     }
 
-    fn report(&self, ctx: &Ctx, version: AppVersion) -> DeviceReport {
+    pub(super) fn report(&self, ctx: &Ctx, version: AppVersion) -> DeviceReport {
         DeviceReport {
             version,
             initial_version: self.initial.unwrap_or(version),
@@ -588,7 +649,7 @@ impl Tally {
 }
 
 /// The behaviour of the running image: its own on a trial boot (or the override), else normal.
-fn behavior_of(ctx: &Ctx, trial: bool, own: Behavior) -> Behavior {
+pub(super) fn behavior_of(ctx: &Ctx, trial: bool, own: Behavior) -> Behavior {
     if trial {
         ctx.opts.self_test.unwrap_or(own)
     } else {
@@ -597,7 +658,7 @@ fn behavior_of(ctx: &Ctx, trial: bool, own: Behavior) -> Behavior {
 }
 
 /// A trial image that cannot connect: the watchdog resets it.
-async fn watchdog(ctx: &Ctx) {
+pub(super) async fn watchdog(ctx: &Ctx) {
     emit(&ctx.events, DeviceEvent::CannotConnect);
     tokio::time::sleep(ctx.opts.watchdog).await;
     emit(&ctx.events, DeviceEvent::Reset);
