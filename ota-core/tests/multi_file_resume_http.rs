@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use ota_core::agent::State;
+use ota_pal_traits::{PalError, PalErrorKind};
 
 fn file_entry(id: u32, size: u32, file_type: u32, path: &str) -> String {
     format!(
@@ -151,6 +152,50 @@ fn a_reboot_mid_download_resumes_and_requests_only_the_missing_blocks() {
     fetched.sort();
     assert_eq!(fetched, [3, 4, 6, 7, 8, 9], "only the missing blocks");
     assert_eq!(h.storage, h.image);
+    assert!(h.statuses().last().unwrap().contains("ready"));
+}
+
+#[test]
+fn a_resume_the_storage_refuses_downloads_the_file_afresh() {
+    // TF-M drops a half-written candidate at reset, so its storage refuses `resume`: the agent
+    // must start the file again (fresh prepare, journal rewritten), not fail the job.
+    let mut h = Harness::new(config());
+    h.image = image(10 * 4096);
+    h.job = Some(mqtt_job("AFR_OTA-resume", 10 * 4096));
+    h.serve_blocks = false;
+    h.boot();
+    for k in [0u32, 1, 2] {
+        let blk = data_block(0, k, &h.image[k as usize * 4096..(k as usize + 1) * 4096]);
+        h.deliver(&topic("streams/AFR_OTA-XYZ/data/cbor"), &blk);
+    }
+    assert_eq!(h.journal_blocks, [0, 1, 2]);
+    h.serve_blocks = true;
+    h.job = Some(h.job.clone().unwrap().replace("QUEUED", "IN_PROGRESS"));
+    h.resume_result = Err(PalError::new(PalErrorKind::RxFileCreateFailed));
+    h.written.clear();
+    h.reboot(config());
+    let prepares: Vec<bool> = h
+        .log
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Prepare { resume, .. } => Some(*resume),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        prepares,
+        [true, false],
+        "a refused resume, then a fresh prepare"
+    );
+    let mut fetched = h.written.clone();
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        (0..10).collect::<Vec<u32>>(),
+        "the whole file again"
+    );
+    assert_eq!(h.storage, h.image);
+    assert!(h.statuses().iter().all(|s| !s.contains("FAILED")));
     assert!(h.statuses().last().unwrap().contains("ready"));
 }
 

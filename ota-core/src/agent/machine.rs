@@ -228,6 +228,8 @@ pub struct Agent<const BITMAP_BYTES: usize = 512, const URL_LEN: usize = 1536> {
     url: String<URL_LEN>,
     header: JournalHeader,
     restored: Option<JournalHeader>,
+    /// The `PrepareFile` in flight continues a journalled download (`resume: true`).
+    preparing_resume: bool,
     committed_job: String<MAX_JOB_ID_LEN>,
     sub_job: String<MAX_JOB_ID_LEN>,
     sub_stream: String<MAX_STREAM_NAME_LEN>,
@@ -272,6 +274,7 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             url: String::new(),
             header: empty_header(),
             restored: None,
+            preparing_resume: false,
             committed_job: String::new(),
             sub_job: String::new(),
             sub_stream: String::new(),
@@ -1185,6 +1188,7 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
             job.file_started = true;
         }
         self.ensure_job_subscribed();
+        self.preparing_resume = resume;
         self.pal(PalOp::Prepare, Pending::Prepare { resume });
     }
 
@@ -1293,6 +1297,18 @@ impl<const BITMAP_BYTES: usize, const URL_LEN: usize> Agent<BITMAP_BYTES, URL_LE
     // ----- PAL completions ----------------------------------------------------------------
 
     fn on_prepared(&mut self, now: Instant, r: Result<(), PalError>) {
+        let was_resume = core::mem::replace(&mut self.preparing_resume, false);
+        if r.is_err() && was_resume {
+            // The storage cannot continue the journalled download (e.g. TF-M drops a half
+            // written candidate at reset): start this file afresh instead of failing the job.
+            // A fresh `PrepareFile` erases the receive area and rewrites the journal.
+            if let Ok(fresh) = BlockBitmap::new(self.bitmap.block_count()) {
+                self.bitmap = fresh;
+                self.in_flight = None;
+                self.pal(PalOp::Prepare, Pending::Prepare { resume: false });
+                return;
+            }
+        }
         match r {
             Ok(()) => {
                 self.phase = Phase::Downloading;

@@ -129,7 +129,9 @@
 //! - **f.** Resume after reboot: when the same job comes back not in self test and the journal
 //!   header matches (job id, file index, size, block size, SHA-256 of the signature), the
 //!   agent issues `PrepareFile { resume: true }` and the first request asks only for the
-//!   missing blocks. Limit: on flash that cannot program a write unit twice (ECC flash), the
+//!   missing blocks. Storage that cannot continue (its `resume` fails, e.g. TF-M drops a
+//!   half-written candidate at reset) gets a fresh `PrepareFile { resume: false }` and the
+//!   file is downloaded again instead of failing the job. Limit: on flash that cannot program a write unit twice (ECC flash), the
 //!   block whose write was cut by the power loss is not in the journal and is written again
 //!   after the reboot; this works on plain NOR only.
 //! - **g.** Final statuses (`self_test:"ready"`, `SUCCEEDED`, every `FAILED`) are published

@@ -203,6 +203,8 @@ pub struct Harness {
     pub platform: PlatformImageState,
     pub fail_write: Option<(u32, PalError)>,
     pub prepare_result: Result<(), PalError>,
+    /// What a `PrepareFile { resume: true }` answers (storage that cannot continue a download).
+    pub resume_result: Result<(), PalError>,
     pub verify_result: Result<(), PalError>,
     pub trial_result: Result<(), PalError>,
     pub confirm_result: Result<(), PalError>,
@@ -253,6 +255,7 @@ impl Harness {
             platform: PlatformImageState::Valid,
             fail_write: None,
             prepare_result: Ok(()),
+            resume_result: Ok(()),
             verify_result: Ok(()),
             trial_result: Ok(()),
             confirm_result: Ok(()),
@@ -396,7 +399,11 @@ impl Harness {
                         self.journal = Some(journal.clone());
                         self.journal_blocks.clear();
                     }
-                    completion = Some(Completion::Prepared(self.prepare_result));
+                    completion = Some(Completion::Prepared(if resume {
+                        self.resume_result
+                    } else {
+                        self.prepare_result
+                    }));
                     Ev::Prepare {
                         resume,
                         size: file.size,
