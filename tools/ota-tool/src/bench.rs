@@ -134,6 +134,13 @@ async fn bench(a: BenchArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let default_n = ota_core::agent::Config::new(THING, AppVersion::new(1, 0, 0))
         .effective_blocks_per_request();
+    // `default` is skipped when it is one of the numbers given (the same measurement).
+    let ns: Vec<Option<u32>> = if ns.contains(&None) && ns.contains(&Some(default_n)) {
+        eprintln!("the agent's default is {default_n} block(s) per request: `default` is measured once, as {default_n}");
+        ns.into_iter().filter(Option::is_some).collect()
+    } else {
+        ns
+    };
     let mosq = Mosquitto::start().await?;
     eprintln!(
         "mosquitto on 127.0.0.1:{} ({}); agent default blocks per request: {default_n}",
