@@ -2,6 +2,7 @@
 //! Streams with an embedded MQTT broker, and job management.
 
 pub mod admin;
+pub mod bench;
 pub mod broker;
 pub mod cloud;
 pub mod demo;

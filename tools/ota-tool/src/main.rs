@@ -54,6 +54,9 @@ enum Cmd {
     Image(ota_tool::device::cli::ImageArgs),
     /// Watch a whole update on this machine: broker, stand-in and device in-process.
     Demo(ota_tool::demo::DemoArgs),
+    /// OTA download throughput through mosquitto behind a loopback delay proxy, and the
+    /// broker's raw publish throughput (see BENCHMARKS.md).
+    Bench(ota_tool::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -423,6 +426,7 @@ fn main() -> Result<()> {
         }
         Cmd::Device(a) => ota_tool::device::cli::main(a)?,
         Cmd::Demo(a) => ota_tool::demo::main(a)?,
+        Cmd::Bench(a) => ota_tool::bench::main(a)?,
         Cmd::Image(a) => ota_tool::device::cli::make_image(a)?,
         Cmd::Job { cmd } => match cmd {
             JobCmd::Create(a) => {

@@ -84,6 +84,9 @@ pub struct DeviceOptions {
     pub board: Board,
     /// Faults to inject.
     pub faults: Faults,
+    /// Size of each image slot of the generic board (default [`SLOT`]; the chip is two slots
+    /// and the journal). Only a fresh state directory takes a new size.
+    pub slot_size: u32,
 }
 
 impl DeviceOptions {
@@ -107,6 +110,7 @@ impl DeviceOptions {
             http: false,
             board: Board::Generic,
             faults: Faults::default(),
+            slot_size: SLOT,
         }
     }
 }
@@ -366,8 +370,8 @@ impl MqttClient for Observed {
     }
 }
 
-fn slot_offset(slot: u8) -> u32 {
-    u32::from(slot.min(1)) * SLOT
+fn slot_offset(slot: u8, slot_size: u32) -> u32 {
+    u32::from(slot.min(1)) * slot_size
 }
 
 /// The version of the image that runs now on the device kept in `state` (without booting it).
@@ -388,7 +392,9 @@ pub fn running_version(state: &std::path::Path) -> Result<AppVersion> {
         super::same54::app_addr() as usize
     } else if state.join("boot.json").exists() {
         let boot = GenericBoot::load(state)?;
-        slot_offset(boot.get().running()) as usize
+        // The slot size follows from the chip: two slots and the journal.
+        let slot = u32::try_from(bytes.len().saturating_sub(JOURNAL as usize) / 2).unwrap_or(SLOT);
+        slot_offset(boot.get().running(), slot) as usize
     } else {
         // psoc6: the primary slot runs; our header follows the 0x400-byte MCUboot header.
         pal_psoc6::Config::V1_8_SWAP.primary.offset() as usize + 0x400
@@ -668,7 +674,7 @@ async fn run_generic(ctx: &Ctx) -> Result<DeviceReport> {
     let (opts, events) = (&ctx.opts, &ctx.events);
     let (chip, fresh) = PersistentChip::open(
         &opts.state.join("flash.bin"),
-        CHIP,
+        2 * opts.slot_size + JOURNAL,
         SimConfig::new(WRITE, ERASE),
         0xFF,
     )?;
@@ -679,10 +685,11 @@ async fn run_generic(ctx: &Ctx) -> Result<DeviceReport> {
             .clone()
             .unwrap_or_else(|| image::build(opts.version, FACTORY_PAYLOAD, Behavior::Normal));
         let header = image::parse(&img).context("the factory image has no header")?;
-        if img.len() > SLOT as usize {
-            bail!("the factory image is larger than a slot ({SLOT} bytes)");
+        let slot = opts.slot_size;
+        if img.len() > slot as usize {
+            bail!("the factory image is larger than a slot ({slot} bytes)");
         }
-        chip.install(slot_offset(boot.get().running()), &img)?;
+        chip.install(slot_offset(boot.get().running(), slot), &img)?;
         emit(events, DeviceEvent::Provisioned(header.version));
     }
     let mut tally = Tally {
@@ -693,8 +700,9 @@ async fn run_generic(ctx: &Ctx) -> Result<DeviceReport> {
         let decision = boot.boot()?;
         let state = boot.get();
         let running = state.running();
-        let header = image::parse(&chip.read(slot_offset(running), HEADER_LEN as u32))
-            .with_context(|| format!("no image in slot {running}"))?;
+        let header =
+            image::parse(&chip.read(slot_offset(running, opts.slot_size), HEADER_LEN as u32))
+                .with_context(|| format!("no image in slot {running}"))?;
         tally.booted(header.version)?;
         emit(
             events,
@@ -711,14 +719,14 @@ async fn run_generic(ctx: &Ctx) -> Result<DeviceReport> {
         }
         let spare = state.spare();
         let storage = NorFlashImageStorage::new(
-            chip.window::<WRITE, ERASE>(slot_offset(spare), SLOT)?,
+            chip.window::<WRITE, ERASE>(slot_offset(spare, opts.slot_size), opts.slot_size)?,
             0,
-            SLOT,
+            opts.slot_size,
             0xFF,
         )
         .map_err(|e| anyhow::anyhow!("image storage: {e:?}"))?;
         let journal = FlashJournal::new(
-            chip.window::<WRITE, ERASE>(2 * SLOT, JOURNAL)?,
+            chip.window::<WRITE, ERASE>(2 * opts.slot_size, JOURNAL)?,
             0,
             JOURNAL,
             0xFF,
