@@ -13,6 +13,13 @@
 //! for any byte stream: it parses each packet's fixed header and remaining length itself, and a
 //! read returns `min(buf.len(), bytes left in the current packet)`, waiting for them as needed,
 //! so a read never comes back short inside a packet, and never reads past one.
+//!
+//! It also drops one kind of packet before mqttrust sees it: a QoS 0 PUBLISH whose payload is
+//! shorter than 2 bytes. mqttrust 1.0 panics decoding one (`packet.rs:70`, "slice index starts
+//! at 26 but ends at 25", reproduced with `mosquitto_pub -m r` on a subscribed topic), and any
+//! client allowed to publish on a topic the device subscribes to could send it. No OTA message
+//! is that short (the smallest JSON document is `{}`), so dropping it loses nothing;
+//! [`PacketReader::dropped`] counts them.
 
 use core::cell::{RefCell, RefMut};
 use core::net::SocketAddr;
@@ -54,21 +61,33 @@ impl core::error::Error for SerialError {}
 /// Where the reader is in the incoming MQTT packet stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PacketReader {
-    header: [u8; 5],
+    /// The fixed header (at most 5 bytes), plus for a QoS 0 PUBLISH the 2-byte topic length
+    /// that was read ahead to check the payload length.
+    header: [u8; 7],
     header_len: u8,
     header_sent: u8,
     body_left: u32,
+    dropped: u32,
 }
+
+/// Longest MQTT fixed header: 1 type byte and up to 4 remaining-length bytes.
+const FIXED_HEADER_MAX: usize = 5;
 
 impl PacketReader {
     /// At a packet boundary.
     pub const fn new() -> Self {
         Self {
-            header: [0; 5],
+            header: [0; 7],
             header_len: 0,
             header_sent: 0,
             body_left: 0,
+            dropped: 0,
         }
+    }
+
+    /// QoS 0 PUBLISH packets dropped because their payload was shorter than 2 bytes.
+    pub fn dropped(&self) -> u32 {
+        self.dropped
     }
 
     /// Whether the last packet was handed out whole (no packet is half read).
@@ -111,9 +130,51 @@ impl PacketReader {
     }
 
     async fn read_fixed_header<R: Read>(&mut self, inner: &mut R) -> Result<(), SerialError> {
+        loop {
+            let (len, remaining) = self.read_one_fixed_header(inner).await?;
+            let kind = self.header.first().copied().unwrap_or(0);
+            let qos0_publish = kind >> 4 == 3 && (kind >> 1) & 3 == 0;
+            if !qos0_publish {
+                self.header_len = len as u8;
+                self.header_sent = 0;
+                self.body_left = remaining;
+                return Ok(());
+            }
+            // A QoS 0 PUBLISH: topic length (2 bytes), topic, payload. Read the topic length
+            // ahead and drop the packet when its payload would be under 2 bytes (see the
+            // module docs: mqttrust 1.0 panics on it).
+            if remaining < 2 {
+                skip(inner, remaining).await?;
+                self.dropped = self.dropped.saturating_add(1);
+                continue;
+            }
+            let mut topic_len = [0u8; 2];
+            read_exact(inner, &mut topic_len).await?;
+            let topic = u32::from(u16::from_be_bytes(topic_len));
+            let body = remaining - 2;
+            if body < topic.saturating_add(2) {
+                skip(inner, body).await?;
+                self.dropped = self.dropped.saturating_add(1);
+                continue;
+            }
+            if let Some(dst) = self.header.get_mut(len..len + 2) {
+                dst.copy_from_slice(&topic_len);
+            }
+            self.header_len = (len + 2) as u8;
+            self.header_sent = 0;
+            self.body_left = body;
+            return Ok(());
+        }
+    }
+
+    /// Reads one fixed header into `self.header`; returns its length and the remaining length.
+    async fn read_one_fixed_header<R: Read>(
+        &mut self,
+        inner: &mut R,
+    ) -> Result<(usize, u32), SerialError> {
         let mut byte = [0u8; 1];
         read_exact(inner, &mut byte).await?;
-        self.header = [byte[0], 0, 0, 0, 0];
+        self.header = [byte[0], 0, 0, 0, 0, 0, 0];
         let mut remaining: u32 = 0;
         let mut len = 1usize;
         loop {
@@ -123,17 +184,24 @@ impl PacketReader {
             remaining |= u32::from(byte[0] & 0x7F) << (7 * (len - 1));
             len += 1;
             if byte[0] & 0x80 == 0 {
-                break;
+                return Ok((len, remaining));
             }
-            if len == self.header.len() {
+            if len == FIXED_HEADER_MAX {
                 return Err(SerialError::Malformed);
             }
         }
-        self.header_len = len as u8;
-        self.header_sent = 0;
-        self.body_left = remaining;
-        Ok(())
     }
+}
+
+/// Reads and discards `n` bytes of `inner`.
+async fn skip<R: Read>(inner: &mut R, mut n: u32) -> Result<(), SerialError> {
+    let mut scratch = [0u8; 32];
+    while n > 0 {
+        let k = (n as usize).min(scratch.len());
+        read_exact(inner, scratch.get_mut(..k).unwrap_or(&mut [])).await?;
+        n -= k as u32;
+    }
+    Ok(())
 }
 
 async fn read_exact<R: Read>(inner: &mut R, mut buf: &mut [u8]) -> Result<(), SerialError> {
@@ -323,6 +391,59 @@ mod tests {
         }
     }
 
+    /// A QoS 0 PUBLISH to topic "t" with `payload` (no packet identifier).
+    fn publish_qos0(payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x30, (2 + 1 + payload.len()) as u8, 0x00, 0x01, b't'];
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn qos0_publishes_with_a_payload_under_2_bytes_are_dropped_before_mqttrust_sees_them() {
+        for chunk in [1, 3, 64] {
+            let data = [
+                &publish_qos0(b"r")[..],
+                &publish_qos0(b"")[..],
+                CONNACK,
+                &publish_qos0(b"ok")[..],
+                &publish_qos0(b"x")[..],
+                PINGRESP,
+            ]
+            .concat();
+            let mut line = Trickle { data: &data, chunk };
+            let mut reader = PacketReader::new();
+            let mut buf = [0u8; 64];
+            for expected in [CONNACK, &publish_qos0(b"ok")[..], PINGRESP] {
+                let n = block_on(reader.read(&mut line, &mut buf)).unwrap();
+                assert_eq!(&buf[..n], expected, "chunk {chunk}");
+                assert!(reader.at_boundary());
+            }
+            assert_eq!(reader.dropped(), 3, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_qos0_publish_is_handed_out_whole_with_its_peeked_topic_length() {
+        let p = publish_qos0(&[7u8; 100]);
+        let mut line = Trickle { data: &p, chunk: 1 };
+        let mut reader = PacketReader::new();
+        // mqttrust's pattern: single bytes first, then one read for the rest.
+        let mut got = Vec::new();
+        let mut one = [0u8; 1];
+        for _ in 0..4 {
+            assert_eq!(block_on(reader.read(&mut line, &mut one)).unwrap(), 1);
+            got.push(one[0]);
+        }
+        let mut rest = vec![0u8; p.len() - 4];
+        assert_eq!(
+            block_on(reader.read(&mut line, &mut rest)).unwrap(),
+            rest.len()
+        );
+        got.extend_from_slice(&rest);
+        assert_eq!(got, p);
+        assert_eq!(reader.dropped(), 0);
+    }
+
     #[test]
     fn a_read_never_crosses_into_the_next_packet() {
         let data = [CONNACK, PINGRESP].concat();
@@ -355,8 +476,9 @@ mod tests {
 
     #[test]
     fn the_largest_remaining_length_parses() {
-        // 268_435_455 = 0xFF 0xFF 0xFF 0x7F (MQTT 3.1.1 §2.2.3).
-        let data = [0x30, 0xFF, 0xFF, 0xFF, 0x7F, 0xAA];
+        // 268_435_455 = 0xFF 0xFF 0xFF 0x7F (MQTT 3.1.1 §2.2.3). A QoS 1 PUBLISH: a QoS 0 one
+        // would have its topic length read ahead (two body bytes) for the short-payload check.
+        let data = [0x32, 0xFF, 0xFF, 0xFF, 0x7F, 0xAA];
         let mut line = Trickle {
             data: &data,
             chunk: 1,
