@@ -6,6 +6,10 @@
 //!
 //! Traps (DESIGN.md, measured):
 //!
+//! - mqttrust 1.0 **panics** decoding a QoS 0 PUBLISH whose payload is shorter than 2 bytes
+//!   (`packet.rs:70`), which any client allowed to publish on a subscribed topic can send.
+//!   Filter such packets in the transport before mqttrust reads them, as the QEMU examples'
+//!   `qemu_mps2::mqtt::PacketReader` does (`examples/run-qemu.sh` sends one on every boot).
 //! - mqttrust drops an incoming publish that does not fit its RX buffer (the `RX` of its
 //!   `State<M, RX, TX>`) **silently**: size it for `n` data messages in flight
 //!   (`n × (block size + 64)`, see [`Config::rx_buffer_len`](crate::agent::Config::rx_buffer_len))
