@@ -33,12 +33,13 @@ use crate::serve::{MqttMode, ServeConfig, Server};
 const THING: &str = "bench-thing";
 const MIB: u32 = 1 << 20;
 /// Chunks a proxy direction holds (each at most [`CHUNK`] bytes): the bound on its buffer.
-const QUEUE: usize = 256;
-/// Largest chunk read at once.
-const CHUNK: usize = 64 * 1024;
-/// Raw publish test: message size and count.
-const RAW_MSG: usize = 4096;
-const RAW_COUNT: usize = 8192;
+pub const QUEUE: usize = 256;
+/// Largest chunk the proxy reads at once.
+pub const CHUNK: usize = 64 * 1024;
+/// Raw publish test: message size in bytes.
+pub const RAW_MSG: usize = 4096;
+/// Raw publish test: messages sent.
+pub const RAW_COUNT: usize = 8192;
 
 /// `ota bench` options.
 #[derive(Args, Debug, Clone)]
