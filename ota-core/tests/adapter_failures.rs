@@ -9,12 +9,12 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
-use common::{data_block, job_doc, topic, StreamReq, THING};
+use common::{b64, data_block, job_doc, topic, FakeClock, StreamReq, THING};
 use std::collections::VecDeque;
 
-use ota_core::agent::{Agent, Config, HttpFailure, Instant, State};
+use ota_core::agent::{Agent, Config, HttpFailure, State};
 use ota_core::driver::{
-    Application, Clock, Driver, Exit, HttpRangeClient, MqttClient, MqttMessage, NoHttp,
+    Application, Driver, Exit, HttpRangeClient, MqttClient, MqttMessage, NoHttp,
 };
 use ota_core::wire::status::OtaErr;
 use ota_core::wire::topic::Qos;
@@ -31,24 +31,6 @@ const SIZE: u32 = 4 * BLOCK - 10;
 const SLOT: u32 = 16 * 1024;
 const AREA: u32 = 8 * 1024;
 const JOB: &str = "AFR_OTA-adapters";
-
-fn b64(data: &[u8]) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 #[derive(Debug, PartialEq)]
 enum MqttError {
@@ -159,17 +141,6 @@ impl MqttClient for &mut Cloud {
             topic: std::str::from_utf8(tb).unwrap(),
             payload: &pb[..p.len()],
         })
-    }
-}
-
-struct FakeClock(u64);
-
-impl Clock for FakeClock {
-    fn now(&mut self) -> Instant {
-        Instant(self.0)
-    }
-    async fn sleep_until(&mut self, at: Instant) {
-        self.0 = self.0.max(at.0);
     }
 }
 

@@ -605,3 +605,36 @@ impl Harness {
 pub fn qos(q: Qos) -> u8 {
     q as u8
 }
+
+/// Standard base64 (with padding) of `data`: signatures in the job documents the driver-level
+/// tests build.
+pub fn b64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A driver clock that only moves when the driver sleeps: sleeping jumps to the deadline, so the
+/// driver-level tests run without waiting and without reading the wall clock.
+pub struct FakeClock(pub u64);
+
+impl ota_core::driver::Clock for FakeClock {
+    fn now(&mut self) -> Instant {
+        Instant(self.0)
+    }
+    async fn sleep_until(&mut self, at: Instant) {
+        self.0 = self.0.max(at.0);
+    }
+}
