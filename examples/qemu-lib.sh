@@ -165,6 +165,23 @@ qemu_boot() {
   return "$rc"
 }
 
+# qemu_start LOG: like qemu_boot, in the background: sets $qemu_pid (QEMU under `timeout
+# $run_timeout`); the caller waits for it or kills it (the signal reaches QEMU through timeout).
+qemu_start() {
+  local log=$1 load serial
+  if [ -n "${boot_image:-}" ]; then load=(-device "loader,file=$boot_image,addr=$code_addr")
+  else load=(-kernel "$elf"); fi
+  if [ -n "${port:-}" ]; then serial=(-chardev "socket,id=mq,host=127.0.0.1,port=$port" -serial chardev:mq)
+  else serial=(-serial null); fi
+  (cd "$work" && exec timeout "$run_timeout" qemu-system-arm \
+    -M "$machine" -nographic -monitor none \
+    -semihosting-config enable=on,target=native \
+    -icount "shift=$shift_n,align=off,sleep=off" \
+    "${serial[@]}" "${load[@]}") >"$log" 2>&1 &
+  qemu_pid=$!
+  pids+=("$qemu_pid")
+}
+
 # check_boot_status N LOG RC: fails with the firmware's own reason unless RC is 0.
 check_boot_status() {
   local n=$1 log=$2 rc=$3 why

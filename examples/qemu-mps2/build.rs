@@ -54,4 +54,38 @@ fn main() {
     }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=build.rs");
+    if env::var_os("CARGO_FEATURE_OTA").is_some() {
+        signer_key(&out);
+    }
+}
+
+/// The `ota` module's code-signing key: a copy of the PEM file `OTA_EXAMPLE_SIGNER_KEY` names,
+/// or an empty file (the firmware then fails at start and says why).
+fn signer_key(out: &std::path::Path) {
+    println!("cargo:rerun-if-env-changed=OTA_EXAMPLE_SIGNER_KEY");
+    let pem = match env::var_os("OTA_EXAMPLE_SIGNER_KEY") {
+        Some(path) => {
+            println!("cargo:rerun-if-changed={}", PathBuf::from(&path).display());
+            match fs::read(&path) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    eprintln!(
+                        "qemu-mps2: OTA_EXAMPLE_SIGNER_KEY={}: {e}",
+                        PathBuf::from(&path).display()
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+        None => {
+            println!(
+                "cargo:warning=OTA_EXAMPLE_SIGNER_KEY is not set: this firmware has no code-signing key and will refuse to start"
+            );
+            Vec::new()
+        }
+    };
+    if let Err(e) = fs::write(out.join("signer-key.pem"), pem) {
+        eprintln!("qemu-mps2: cannot write signer-key.pem: {e}");
+        std::process::exit(1);
+    }
 }

@@ -33,7 +33,7 @@ type Network = SerialNetwork<CmsdkUart>;
 static NETWORK: StaticCell<Network> = StaticCell::new();
 /// mqttrust's buffers: RX holds one block message or job document (it drops larger
 /// publishes), TX the largest request or status update.
-static MQTT_STATE: StaticCell<State<NoopRawMutex, RX_LEN, 1024>> = StaticCell::new();
+static MQTT_STATE: StaticCell<State<NoopRawMutex, 1024, RX_LEN>> = StaticCell::new();
 static AGENT: StaticCell<MinAgent> = StaticCell::new();
 static RX: ConstStaticCell<[u8; RX_LEN]> = ConstStaticCell::new([0; RX_LEN]);
 

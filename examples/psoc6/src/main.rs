@@ -1,30 +1,33 @@
-//! PSoC 6 example firmware for QEMU mps2-an386, run by `qemu-boot` as the Cypress MCUboot
-//! (swap, v1.8 preset) would run it from the primary slot.
+//! PSoC 6 example firmware for QEMU mps2-an386, booted by `qemu-boot` as the Cypress MCUboot
+//! (swap, v1.8 preset) would boot it from the primary slot, and updated over MQTT by
+//! ota-core's agent.
 //!
 //! 1. opens the persisted flash file `psoc6.flash` (the PSoC 6's 2 MB internal flash from
-//!    0x1000_0000, 512-byte rows, erased to 0x00) and builds the PAL's boot control over it
-//!    with [`Config::V1_8_SWAP`], the layout `qemu-boot` plays the bootloader on;
-//! 2. logs its version (baked in at build time from `OTA_EXAMPLE_VERSION`) and
-//!    `platform_state()`;
-//! 3. on `PendingCommit`, runs its self-test and confirms the image; built with
-//!    `OTA_EXAMPLE_SELF_TEST=fail` the self-test fails and it rejects the image instead, so the
-//!    next reset through the bootloader reverts to the previous one;
-//! 4. exits QEMU with status 0 (any failure: a `FAIL` line and status 1).
+//!    0x1000_0000, 512-byte rows, erased to 0x00) and builds the PAL over it with
+//!    [`Config::V1_8_SWAP`], the layout `qemu-boot` plays the bootloader on: the image
+//!    storage writes the secondary slot, the boot control sets the MCUboot trailer;
+//! 2. hands them to [`qemu_mps2::ota::run`], with the download journal in `psoc6.journal`
+//!    and the OTA code-signing key baked in at build time (`OTA_EXAMPLE_SIGNER_KEY`): the
+//!    agent downloads the job's MCUboot image, checks its signature, asks for a test swap and
+//!    resets (QEMU exits; the runner plays MCUboot and boots again); the new image self-tests
+//!    and confirms, or, built with `OTA_EXAMPLE_SELF_TEST=fail`, rejects, and MCUboot reverts
+//!    at the next reset.
 //!
-//! The OTA agent will run here (download over MQTT, then reset); until it lands,
-//! `qemu-boot stage` stores the new image with the same PAL calls from the host.
+//! The running version is baked in from `OTA_EXAMPLE_VERSION`; the runner gives the MCUboot
+//! header the same one. Run it with `examples/psoc6/run.sh`.
 #![no_std]
 #![no_main]
 
 use embassy_executor::Spawner;
-use ota_pal_traits::{BootControl, PlatformImageState};
-use pal_psoc6::{Config, Psoc6BootControl};
+use pal_psoc6::{Config, Psoc6BootControl, Psoc6ImageStorage};
 use qemu_mps2::flash::SemihostingFlash;
-use qemu_mps2::semihosting::exit;
-use qemu_mps2::{log, machine};
+use qemu_mps2::log;
+use qemu_mps2::ota::{self, fail, Example};
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "psoc6.flash";
+/// The download journal's file.
+const JOURNAL_FILE: &str = "psoc6.journal";
 /// The PSoC 6 internal flash: 2 MB, 512-byte program and erase rows, erased to 0x00.
 type Flash = SemihostingFlash<512, 512>;
 const FLASH_SIZE: usize = 0x20_0000;
@@ -38,70 +41,52 @@ const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
     None => "0.0.0",
 };
 
-fn fail(what: &str) -> ! {
-    log!("FAIL: {}", what);
-    exit(1)
-}
-
-/// The application's self-test before it commits to a new image. Trivial here; a build with
-/// `OTA_EXAMPLE_SELF_TEST=fail` fails it to show the rollback.
-fn self_test() -> bool {
-    option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail")
-}
-
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
-    let Some(core) = cortex_m::Peripherals::take() else {
-        fail("core peripherals taken")
-    };
-    qemu_mps2::init(core.SYST);
-    log!("example-psoc6 {} on {}", VERSION, machine::NAME);
-
-    let flash = match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
+fn flash() -> Flash {
+    match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
         Ok(f) => f,
         Err(e) => {
             log!("flash error {:?}", e);
             fail("cannot open the flash file")
         }
+    }
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let Some(core) = cortex_m::Peripherals::take() else {
+        fail("core peripherals taken")
     };
-    let mut boot = match Psoc6BootControl::new(flash, CONFIG) {
+    qemu_mps2::init(core.SYST);
+
+    // Two handles on the one flash file: storage and boot control each own a `NorFlash`.
+    let storage = match Psoc6ImageStorage::new(flash(), CONFIG) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("PAL error {:?}", e);
+            fail("Psoc6ImageStorage::new")
+        }
+    };
+    let boot = match Psoc6BootControl::new(flash(), CONFIG) {
         Ok(b) => b,
         Err(e) => {
             log!("PAL error {:?}", e);
             fail("Psoc6BootControl::new")
         }
     };
-    let state = match boot.platform_state().await {
-        Ok(s) => s,
-        Err(e) => {
-            log!("PAL error {:?}", e);
-            fail("platform_state")
-        }
+    let example = Example {
+        name: "example-psoc6",
+        thing: "ota-example-psoc6",
+        version: ota::parse_version(VERSION),
+        firmware_file_type: 0,
+        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
     };
-    log!("running version {} state {:?}", VERSION, state);
-
-    if state == PlatformImageState::PendingCommit {
-        if self_test() {
-            log!("self-test passed: confirming");
-            if let Err(e) = boot.confirm().await {
-                log!("PAL error {:?}", e);
-                fail("confirm");
-            }
-        } else {
-            log!("self-test failed: rejecting");
-            if let Err(e) = boot.reject().await {
-                log!("PAL error {:?}", e);
-                fail("reject");
-            }
-        }
-        match boot.platform_state().await {
-            Ok(s) => log!("state now {:?}", s),
-            Err(e) => {
-                log!("PAL error {:?}", e);
-                fail("platform_state after the decision")
-            }
-        }
-    }
-    log!("PASS");
-    exit(0)
+    ota::run(
+        spawner,
+        example,
+        storage,
+        ota::signer(),
+        boot,
+        ota::journal(JOURNAL_FILE),
+    )
+    .await
 }

@@ -15,6 +15,8 @@
 //! - [`mqtt`]: an `embedded-nal-async` `TcpConnect` over the UART (which QEMU wires to the
 //!   broker's TCP port) whose reads never stop inside an MQTT packet, for mqttrust's
 //!   `NalTransport`.
+//! - [`ota`] (feature `ota`, Cortex-M only): the OTA application the board examples run, the
+//!   agent and driver of `ota-core` over mqttrust with the board's PAL parts.
 //!
 //! `qemu-hello` passes `examples/run-qemu.sh` on all four machines; the timing and MQTT
 //! measurements in `examples/README.md` were made on `mps2-an386`.
@@ -23,6 +25,8 @@
 pub mod flash;
 pub mod machine;
 pub mod mqtt;
+#[cfg(all(feature = "ota", target_os = "none"))]
+pub mod ota;
 pub mod semihosting;
 #[cfg(target_os = "none")]
 pub mod time;

@@ -11,7 +11,8 @@
 //!   Filter such packets in the transport before mqttrust reads them, as the QEMU examples'
 //!   `qemu_mps2::mqtt::PacketReader` does (`examples/run-qemu.sh` sends one on every boot).
 //! - mqttrust drops an incoming publish that does not fit its RX buffer (the `RX` of its
-//!   `State<M, RX, TX>`) **silently**: size it for `n` data messages in flight
+//!   `State<M, TX, RX>`: **transmit first**, then receive) **silently**: size it for `n` data
+//!   messages in flight
 //!   (`n × (block size + 64)`, see [`Config::rx_buffer_len`](crate::agent::Config::rx_buffer_len))
 //!   and for the largest job document, and give the agent the same figure.
 //! - Topics longer than mqttrust's `MAX_TOPIC_LEN` are refused; this feature enables
