@@ -12,37 +12,59 @@
 //! * `reject` TRIAL → REJECTED with `PSA_SUCCESS_REBOOT` and no flash write: BL2 reverts the
 //!   unconfirmed image at the next reset.
 //!
-//! The download calls (`start`, `write`, `finish`, `install`, `cancel`) answer
-//! `PSA_ERROR_NOT_SUPPORTED`: `qemu-boot stage` runs them on the host, through the same PAL
-//! and the crate's `SimTfm`, until the agent runs here.
+//! The download calls, as the agent's `TfmStorage` makes them, work on the secondary slot the
+//! way `SimTfm` runs them on the host:
+//!
+//! * `start` (READY, empty manifest) erases the component's secondary slot: WRITING;
+//! * `write` programs the secondary slot at the offset (within the slot minus its trailer
+//!   sector, at most `PSA_FWU_MAX_WRITE_SIZE` bytes);
+//! * `finish` hashes what was written (SHA-256, the candidate digest `query` reports and the
+//!   `CandidateDigestVerifier` checks the job's signature against): CANDIDATE;
+//! * `install` marks every candidate for a test swap (`boot_set_pending_multi(i, false)`: the
+//!   secondary trailer's magic and swap-info record) and answers `PSA_SUCCESS_REBOOT`: STAGED;
+//!   BL2 (played by `qemu-boot boot`) swaps at the next reset;
+//! * `cancel` WRITING/CANDIDATE → FAILED, `clean` FAILED/UPDATED → READY, `request_reboot`
+//!   succeeds (the agent's reset ends the QEMU run).
+//!
+//! The runtime states live in RAM, as in TF-M: a reset drops a half-written candidate.
 
 use core::cell::{Cell, RefCell};
 
 use embassy_futures::block_on;
 use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
-use pal_tfm::psa::{FLAG_VOLATILE_STAGING, MAX_DIGEST_SIZE};
-use pal_tfm::{ComponentId, ComponentInfo, ComponentState, ImageVersion, Layout, PsaFwu, Status};
+use pal_tfm::mcuboot::{
+    flag_record, swap_info, FLAG_SET, IMAGE_OK_FROM_END, MAGIC, MAGIC_FROM_END, MAX_ALIGN,
+    SWAP_INFO_FROM_END, SWAP_TYPE_TEST,
+};
+use pal_tfm::psa::{DEFAULT_MAX_WRITE_SIZE, FLAG_VOLATILE_STAGING, MAX_DIGEST_SIZE};
+use pal_tfm::{
+    ComponentId, ComponentInfo, ComponentState, ImageSlots, ImageVersion, Layout, PsaFwu, Status,
+};
 use qemu_mps2::flash::SemihostingFlash;
+use sha2::{Digest, Sha256};
 
 /// The Corstone flash: 64 KB sectors, 1-byte write unit (`wrapper.py --align 1`), erased 0xFF.
 pub type Flash = SemihostingFlash<1, 0x1_0000>;
 
-/// MCUboot's trailer magic (`boot_img_magic`, `BOOT_MAX_ALIGN` = 8), at the slot's end - 16.
-const BOOT_MAGIC: [u8; 16] = [
-    0x77, 0xC2, 0x95, 0xF3, 0x60, 0xD2, 0xEF, 0x7F, 0x35, 0x52, 0x50, 0x0F, 0x2C, 0xB6, 0x79, 0x80,
-];
-/// image_ok at the slot's end - 24, one byte padded to 8 with the erased value.
-const IMAGE_OK_FROM_END: u32 = 24;
-const MAGIC_FROM_END: u32 = 16;
 const ERASED: u8 = 0xFF;
-const FLAG_SET: u8 = 0x01;
 const MAX_COMPONENTS: usize = 4;
+/// Bytes read at a time when hashing a candidate.
+const HASH_CHUNK: usize = 1024;
+
+/// A trailer field's flash offset in the slot `[start, start + size)`.
+const fn field(start: u32, size: u32, from_end: usize) -> u32 {
+    start + size - from_end as u32
+}
 
 /// The FWU partition stand-in.
 pub struct FlashFwu {
     flash: RefCell<Flash>,
     layout: Layout,
     states: [Cell<ComponentState>; MAX_COMPONENTS],
+    /// Bytes written to each component's candidate (the highest end offset).
+    loaded: [Cell<u32>; MAX_COMPONENTS],
+    /// Each candidate's SHA-256, from `finish`.
+    digests: [Cell<[u8; 32]>; MAX_COMPONENTS],
 }
 
 impl FlashFwu {
@@ -52,14 +74,15 @@ impl FlashFwu {
             flash: RefCell::new(flash),
             layout,
             states: [const { Cell::new(ComponentState::Ready) }; MAX_COMPONENTS],
+            loaded: [const { Cell::new(0) }; MAX_COMPONENTS],
+            digests: [const { Cell::new([0; 32]) }; MAX_COMPONENTS],
         };
         for (i, s) in layout.images.iter().enumerate() {
-            let end = s.primary + s.size;
             let mut magic = [0u8; 16];
             let mut ok = [0u8; 1];
-            fwu.read(end - MAGIC_FROM_END, &mut magic)?;
-            fwu.read(end - IMAGE_OK_FROM_END, &mut ok)?;
-            if magic == BOOT_MAGIC && ok == [ERASED] {
+            fwu.read(field(s.primary, s.size, MAGIC_FROM_END), &mut magic)?;
+            fwu.read(field(s.primary, s.size, IMAGE_OK_FROM_END), &mut ok)?;
+            if magic == MAGIC && ok == [ERASED] {
                 if let Some(c) = fwu.states.get(i) {
                     c.set(ComponentState::Trial);
                 }
@@ -72,8 +95,55 @@ impl FlashFwu {
         block_on(self.flash.borrow_mut().read(at, buf)).map_err(|_| Status::STORAGE_FAILURE)
     }
 
+    fn program(&self, at: u32, bytes: &[u8]) -> Result<(), Status> {
+        block_on(self.flash.borrow_mut().write(at, bytes)).map_err(|_| Status::STORAGE_FAILURE)
+    }
+
     fn index(&self, c: ComponentId) -> Option<usize> {
         self.layout.images.iter().position(|s| s.component == c)
+    }
+
+    /// The component's index, slots and state cell.
+    fn component(&self, c: ComponentId) -> Option<(usize, ImageSlots, &Cell<ComponentState>)> {
+        let i = self.index(c)?;
+        Some((i, *self.layout.images.get(i)?, self.states.get(i)?))
+    }
+
+    /// Bytes of a slot an image may use: all but the trailer sector.
+    fn usable(&self, s: &ImageSlots) -> u32 {
+        s.size.saturating_sub(self.layout.sector_size)
+    }
+
+    fn hash(&self, at: u32, len: u32) -> Result<[u8; 32], Status> {
+        let mut h = Sha256::new();
+        let mut buf = [0u8; HASH_CHUNK];
+        let mut pos = 0;
+        while pos < len {
+            let n = (len - pos).min(HASH_CHUNK as u32);
+            let b = buf.get_mut(..n as usize).ok_or(Status::GENERIC_ERROR)?;
+            self.read(at + pos, b)?;
+            h.update(&*b);
+            pos += n;
+        }
+        Ok(h.finalize().into())
+    }
+
+    /// `boot_set_pending_multi(i, false)` on the secondary slot: magic + swap type TEST.
+    fn set_pending(&self, i: usize, s: &ImageSlots) -> Result<(), Status> {
+        let mut magic = [0u8; 16];
+        self.read(field(s.secondary, s.size, MAGIC_FROM_END), &mut magic)?;
+        if magic == MAGIC {
+            return Ok(());
+        }
+        if magic != [ERASED; 16] {
+            return Err(Status::GENERIC_ERROR);
+        }
+        let info = swap_info(u8::try_from(i).unwrap_or(0), SWAP_TYPE_TEST);
+        self.program(field(s.secondary, s.size, MAGIC_FROM_END), &MAGIC)?;
+        self.program(
+            field(s.secondary, s.size, SWAP_INFO_FROM_END),
+            &flag_record::<MAX_ALIGN>(info, ERASED),
+        )
     }
 
     fn set_all(&self, from: ComponentState, to: ComponentState) -> bool {
@@ -108,28 +178,104 @@ impl PsaFwu for FlashFwu {
             max_size: slots.size,
             flags: FLAG_VOLATILE_STAGING,
             location: 0,
-            candidate_digest: [0; MAX_DIGEST_SIZE],
+            candidate_digest: match state {
+                ComponentState::Candidate | ComponentState::Staged => {
+                    self.digests.get(i).map_or([0; MAX_DIGEST_SIZE], Cell::get)
+                }
+                _ => [0; MAX_DIGEST_SIZE],
+            },
         })
     }
 
-    fn start(&self, _c: ComponentId, _manifest: &[u8]) -> Status {
-        Status::NOT_SUPPORTED
+    fn start(&self, c: ComponentId, manifest: &[u8]) -> Status {
+        let Some((i, s, state)) = self.component(c) else {
+            return Status::DOES_NOT_EXIST;
+        };
+        if !manifest.is_empty() {
+            return Status::NOT_SUPPORTED;
+        }
+        if state.get() != ComponentState::Ready {
+            return Status::BAD_STATE;
+        }
+        let erased = block_on(
+            self.flash
+                .borrow_mut()
+                .erase(s.secondary, s.secondary + s.size),
+        );
+        if erased.is_err() {
+            return Status::STORAGE_FAILURE;
+        }
+        if let Some(l) = self.loaded.get(i) {
+            l.set(0);
+        }
+        state.set(ComponentState::Writing);
+        Status::SUCCESS
     }
 
-    fn write(&self, _c: ComponentId, _offset: u32, _block: &[u8]) -> Status {
-        Status::NOT_SUPPORTED
+    fn write(&self, c: ComponentId, offset: u32, block: &[u8]) -> Status {
+        let Some((i, s, state)) = self.component(c) else {
+            return Status::DOES_NOT_EXIST;
+        };
+        if state.get() != ComponentState::Writing {
+            return Status::BAD_STATE;
+        }
+        let end = match offset.checked_add(block.len() as u32) {
+            Some(end) if block.len() <= DEFAULT_MAX_WRITE_SIZE && end <= self.usable(&s) => end,
+            _ => return Status::INVALID_ARGUMENT,
+        };
+        if let Err(e) = self.program(s.secondary + offset, block) {
+            return e;
+        }
+        if let Some(l) = self.loaded.get(i) {
+            l.set(l.get().max(end));
+        }
+        Status::SUCCESS
     }
 
-    fn finish(&self, _c: ComponentId) -> Status {
-        Status::NOT_SUPPORTED
+    fn finish(&self, c: ComponentId) -> Status {
+        let Some((i, s, state)) = self.component(c) else {
+            return Status::DOES_NOT_EXIST;
+        };
+        if state.get() != ComponentState::Writing {
+            return Status::BAD_STATE;
+        }
+        let loaded = self.loaded.get(i).map_or(0, Cell::get);
+        match self.hash(s.secondary, loaded) {
+            Ok(d) => {
+                if let Some(cell) = self.digests.get(i) {
+                    cell.set(d);
+                }
+                state.set(ComponentState::Candidate);
+                Status::SUCCESS
+            }
+            Err(e) => e,
+        }
     }
 
     fn install(&self) -> Status {
-        Status::NOT_SUPPORTED
+        let mut any = false;
+        for (i, s) in self.layout.images.iter().enumerate() {
+            let Some(state) = self.states.get(i) else {
+                continue;
+            };
+            if state.get() != ComponentState::Candidate {
+                continue;
+            }
+            if let Err(e) = self.set_pending(i, s) {
+                return e;
+            }
+            state.set(ComponentState::Staged);
+            any = true;
+        }
+        if any {
+            Status::SUCCESS_REBOOT
+        } else {
+            Status::BAD_STATE
+        }
     }
 
     fn request_reboot(&self) -> Status {
-        Status::NOT_SUPPORTED
+        Status::SUCCESS
     }
 
     fn accept(&self) -> Status {
@@ -141,11 +287,9 @@ impl PsaFwu for FlashFwu {
             if state.get() != ComponentState::Trial {
                 continue;
             }
-            let at = s.primary + s.size - IMAGE_OK_FROM_END;
-            let mut record = [ERASED; 8];
-            record[0] = FLAG_SET;
-            if block_on(self.flash.borrow_mut().write(at, &record)).is_err() {
-                return Status::STORAGE_FAILURE;
+            let at = field(s.primary, s.size, IMAGE_OK_FROM_END);
+            if let Err(e) = self.program(at, &flag_record::<MAX_ALIGN>(FLAG_SET, ERASED)) {
+                return e;
             }
             state.set(ComponentState::Updated);
             any = true;
@@ -165,13 +309,20 @@ impl PsaFwu for FlashFwu {
         }
     }
 
-    fn cancel(&self, _c: ComponentId) -> Status {
-        Status::NOT_SUPPORTED
+    fn cancel(&self, c: ComponentId) -> Status {
+        match self.index(c).and_then(|i| self.states.get(i)) {
+            Some(s) if matches!(s.get(), ComponentState::Writing | ComponentState::Candidate) => {
+                s.set(ComponentState::Failed);
+                Status::SUCCESS
+            }
+            Some(_) => Status::BAD_STATE,
+            None => Status::DOES_NOT_EXIST,
+        }
     }
 
     fn clean(&self, c: ComponentId) -> Status {
         match self.index(c).and_then(|i| self.states.get(i)) {
-            Some(s) if s.get() == ComponentState::Updated => {
+            Some(s) if matches!(s.get(), ComponentState::Updated | ComponentState::Failed) => {
                 s.set(ComponentState::Ready);
                 Status::SUCCESS
             }

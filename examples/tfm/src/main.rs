@@ -1,16 +1,22 @@
 //! Corstone + TF-M example firmware for QEMU mps2-an505 (Cortex-M33), run by `qemu-boot` as
-//! TF-M's BL2 (MCUboot, swap using scratch) would run the non-secure image.
+//! TF-M's BL2 (MCUboot, swap using scratch) would run the non-secure image, and updated over
+//! MQTT by ota-core's agent through the PSA Firmware Update API.
 //!
 //! 1. opens the persisted flash file `tfm.flash` (the Corstone flash of
-//!    [`Layout::CORSTONE3XX`]: 7.5 MB, 64 KB sectors, erased to 0xFF) and builds the PAL's
-//!    `TfmBootControl` over a stand-in for TF-M's FWU partition ([`fwu::FlashFwu`]: no TF-M
-//!    runs in the emulation);
-//! 2. logs its version (baked in at build time from `OTA_EXAMPLE_VERSION`) and
-//!    `platform_state()`;
-//! 3. on `PendingCommit`, runs its self-test and confirms (`psa_fwu_accept`); built with
-//!    `OTA_EXAMPLE_SELF_TEST=fail` it rejects (`psa_fwu_reject`) instead, so BL2 reverts at the
-//!    next reset;
-//! 4. exits QEMU with status 0 (any failure: a `FAIL` line and status 1).
+//!    [`Layout::CORSTONE3XX`]: 7.5 MB, 64 KB sectors, erased to 0xFF) and serves the PSA FWU
+//!    calls from a stand-in for TF-M's FWU partition over it ([`fwu::FlashFwu`]: no TF-M runs
+//!    in the emulation);
+//! 2. builds the PAL on those calls with [`Config::PAL_PSA_DEFAULT_NONSECURE`] (a job file
+//!    without a known path updates the non-secure image, as on CS3XX): `TfmStorage` writes the
+//!    candidate, `CandidateDigestVerifier` checks the job's signature against the candidate
+//!    digest the partition computed, with the OTA code-signing key baked in at build time
+//!    (`OTA_EXAMPLE_SIGNER_KEY`), `TfmBootControl` installs, accepts and rejects;
+//! 3. hands them to [`qemu_mps2::ota::run`]: the agent downloads, installs (BL2 swaps at the
+//!    reset the runner plays), self-tests the new image and accepts it, or, built with
+//!    `OTA_EXAMPLE_SELF_TEST=fail`, rejects it and BL2 reverts at the next reset.
+//!
+//! The running version is baked in from `OTA_EXAMPLE_VERSION`; the runner gives the MCUboot
+//! header the same one. Run it with `examples/tfm/run.sh`.
 #![no_std]
 #![no_main]
 
@@ -18,18 +24,24 @@ mod fwu;
 
 use embassy_executor::Spawner;
 use fwu::{Flash, FlashFwu};
-use ota_pal_traits::{BootControl, PlatformImageState};
-use pal_tfm::{Config, Layout, TfmBootControl};
-use qemu_mps2::semihosting::exit;
-use qemu_mps2::{log, machine};
+use pal_tfm::{
+    Algorithm, CandidateDigestVerifier, Config, Layout, P256Crypto, TfmBootControl, TfmStorage,
+};
+use qemu_mps2::log;
+use qemu_mps2::ota::{self, fail, Example};
+use static_cell::StaticCell;
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "tfm.flash";
+/// The download journal's file.
+const JOURNAL_FILE: &str = "tfm.journal";
 /// The flash layout `qemu-boot --board tfm` uses.
 const LAYOUT: Layout = Layout::CORSTONE3XX;
 const ERASE_VALUE: u8 = 0xFF;
-/// PAL-PSA's job-file paths and TF-M's default write size.
-const CONFIG: Config = Config::PAL_PSA;
+/// How the agent's files map to PSA components.
+const CONFIG: Config = Config::PAL_PSA_DEFAULT_NONSECURE;
+/// The PSA key id the verifier names (`P256Crypto` holds one key and ignores it).
+const KEY_ID: u32 = 0;
 
 /// This build's version (the MCUboot header carries the same one, set by `qemu-boot`).
 const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
@@ -37,24 +49,15 @@ const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
     None => "0.0.0",
 };
 
-fn fail(what: &str) -> ! {
-    log!("FAIL: {}", what);
-    exit(1)
-}
-
-/// The application's self-test before it commits to a new image. Trivial here; a build with
-/// `OTA_EXAMPLE_SELF_TEST=fail` fails it to show the rollback.
-fn self_test() -> bool {
-    option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail")
-}
+/// The FWU partition lives as long as the firmware: storage, verifier and boot control borrow it.
+static FWU: StaticCell<FlashFwu> = StaticCell::new();
 
 #[embassy_executor::main]
-async fn main(_spawner: Spawner) {
+async fn main(spawner: Spawner) {
     let Some(core) = cortex_m::Peripherals::take() else {
         fail("core peripherals taken")
     };
     qemu_mps2::init(core.SYST);
-    log!("example-tfm {} on {}", VERSION, machine::NAME);
 
     let flash = match Flash::open(FLASH_FILE, LAYOUT.flash_size as usize, ERASE_VALUE) {
         Ok(f) => f,
@@ -63,45 +66,34 @@ async fn main(_spawner: Spawner) {
             fail("cannot open the flash file")
         }
     };
-    let fwu = match FlashFwu::new(flash, LAYOUT) {
-        Ok(f) => f,
+    let fwu: &'static FlashFwu = match FlashFwu::new(flash, LAYOUT) {
+        Ok(f) => FWU.init(f),
         Err(e) => {
             log!("PSA status {:?}", e);
             fail("FWU partition stand-in")
         }
     };
-    let mut boot = TfmBootControl::new(&fwu, CONFIG);
-    let state = match boot.platform_state().await {
-        Ok(s) => s,
-        Err(e) => {
-            log!("PAL error {:?}", e);
-            fail("platform_state")
-        }
+    let verifier = CandidateDigestVerifier::new(
+        fwu,
+        P256Crypto::new(*ota::signer().verifying_key()),
+        KEY_ID,
+        Algorithm::EcdsaSha256,
+        CONFIG.components,
+    );
+    let example = Example {
+        name: "example-tfm",
+        thing: "ota-example-tfm",
+        version: ota::parse_version(VERSION),
+        firmware_file_type: 0,
+        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
     };
-    log!("running version {} state {:?}", VERSION, state);
-
-    if state == PlatformImageState::PendingCommit {
-        if self_test() {
-            log!("self-test passed: confirming (psa_fwu_accept)");
-            if let Err(e) = boot.confirm().await {
-                log!("PAL error {:?}", e);
-                fail("confirm");
-            }
-        } else {
-            log!("self-test failed: rejecting (psa_fwu_reject)");
-            if let Err(e) = boot.reject().await {
-                log!("PAL error {:?}", e);
-                fail("reject");
-            }
-        }
-        match boot.platform_state().await {
-            Ok(s) => log!("state now {:?}", s),
-            Err(e) => {
-                log!("PAL error {:?}", e);
-                fail("platform_state after the decision")
-            }
-        }
-    }
-    log!("PASS");
-    exit(0)
+    ota::run(
+        spawner,
+        example,
+        TfmStorage::new(fwu, CONFIG),
+        verifier,
+        TfmBootControl::new(fwu, CONFIG),
+        ota::journal(JOURNAL_FILE),
+    )
+    .await
 }
