@@ -1,115 +1,96 @@
 //! SAME54 Xplained Pro example firmware for QEMU mps2-an386, run by `qemu-boot` as the
-//! amazon-freertos `aws_bootloader` would launch it from 0x10000 of the lower bank.
+//! amazon-freertos `aws_bootloader` would launch it from 0x10000 of the lower bank, and updated
+//! over MQTT by ota-core's agent.
 //!
 //! 1. opens the persisted flash file `same54.flash` (the 1 MB NVM as the CPU sees it: 16-byte
-//!    write unit, 8 KB blocks, erased to 0xFF) and builds the PAL's boot control over it with
-//!    [`Config::POWER_SAFE`] (the `Layout::SAME54_XPRO` memory map `qemu-boot` uses);
-//! 2. logs its version (baked in at build time from `OTA_EXAMPLE_VERSION`; the PAL takes it as
-//!    `AppVersion32`) and `platform_state()` (the lower descriptor's flags);
-//! 3. on `PendingCommit`, runs its self-test and confirms (flags 0xFC); built with
-//!    `OTA_EXAMPLE_SELF_TEST=fail` it rejects instead, so the bootloader swaps back to the
-//!    previous image at the next reset;
-//! 4. exits QEMU with status 0 (any failure: a `FAIL` line and status 1).
+//!    write unit, 8 KB blocks, erased to 0xFF) and builds the PAL over it with
+//!    [`Config::POWER_SAFE`] and [`Layout::SAME54_XPRO`], the memory map `qemu-boot` uses: the
+//!    image storage writes the upper bank, the boot control writes its descriptor;
+//! 2. the OTA signature the agent verified (with the key baked in at build time,
+//!    `OTA_EXAMPLE_SIGNER_KEY`) is captured ([`SignatureCapture`]) and written into the new
+//!    image's descriptor, because the aws_bootloader checks it again at every boot;
+//! 3. hands them to [`qemu_mps2::ota::run`]: the agent downloads, marks the new image, resets
+//!    (the runner plays the bootloader's bank swap), self-tests and confirms (flags 0xFC), or,
+//!    built with `OTA_EXAMPLE_SELF_TEST=fail`, rejects, and the bootloader swaps back.
+//!
+//! The running version is baked in from `OTA_EXAMPLE_VERSION` (the PAL takes it as
+//! `AppVersion32`). Run it with `examples/same54/run.sh`.
 #![no_std]
 #![no_main]
 
 use embassy_executor::Spawner;
-use ota_pal_traits::{BootControl, PlatformImageState};
-use pal_same54::{Config, Same54Boot};
+use pal_same54::{Config, Layout, Same54Boot, Same54Storage, SignatureCapture, SignatureSlot};
 use qemu_mps2::flash::SemihostingFlash;
-use qemu_mps2::semihosting::exit;
-use qemu_mps2::{log, machine};
+use qemu_mps2::log;
+use qemu_mps2::ota::{self, fail, Example};
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "same54.flash";
+/// The download journal's file.
+const JOURNAL_FILE: &str = "same54.journal";
 /// The SAME54 NVM: 1 MB, 16-byte (quad word) write unit, 8 KB erase blocks, erased to 0xFF.
 type Flash = SemihostingFlash<16, 8192>;
 const FLASH_SIZE: usize = 0x10_0000;
 const ERASE_VALUE: u8 = 0xFF;
 /// The descriptors `qemu-boot --board same54` uses.
 const CONFIG: Config = Config::POWER_SAFE;
+/// The banks `qemu-boot --board same54` uses.
+const LAYOUT: Layout = Layout::SAME54_XPRO;
 
-/// This build's version (the MCUboot header carries the same one, set by `qemu-boot`).
+/// This build's version.
 const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
     Some(v) => v,
     None => "0.0.0",
 };
 
-/// `AppVersion32` of [`VERSION`]: major << 24 | minor << 16 | build (the third number).
-fn app_version32() -> u32 {
-    let mut parts = VERSION.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor, build) = (
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-        parts.next().unwrap_or(0),
-    );
-    (major & 0xFF) << 24 | (minor & 0xFF) << 16 | (build & 0xFFFF)
-}
-
-fn fail(what: &str) -> ! {
-    log!("FAIL: {}", what);
-    exit(1)
-}
-
-/// The application's self-test before it commits to a new image. Trivial here; a build with
-/// `OTA_EXAMPLE_SELF_TEST=fail` fails it to show the rollback.
-fn self_test() -> bool {
-    option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail")
-}
-
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
-    let Some(core) = cortex_m::Peripherals::take() else {
-        fail("core peripherals taken")
-    };
-    qemu_mps2::init(core.SYST);
-    log!("example-same54 {} on {}", VERSION, machine::NAME);
-
-    let flash = match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
+fn flash() -> Flash {
+    match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
         Ok(f) => f,
         Err(e) => {
             log!("flash error {:?}", e);
             fail("cannot open the flash file")
         }
+    }
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let Some(core) = cortex_m::Peripherals::take() else {
+        fail("core peripherals taken")
     };
-    let mut boot = match Same54Boot::new(flash, CONFIG, app_version32()) {
-        Ok(b) => b,
+    qemu_mps2::init(core.SYST);
+
+    let version = ota::parse_version(VERSION);
+    // Two handles on the one flash file: storage and boot control each own a `NorFlash`.
+    let storage = match Same54Storage::new(flash(), LAYOUT) {
+        Ok(s) => s,
+        Err(e) => {
+            log!("PAL error {:?}", e);
+            fail("Same54Storage::new")
+        }
+    };
+    let slot = SignatureSlot::new();
+    let boot = match Same54Boot::new(flash(), CONFIG, version.to_u32()) {
+        Ok(b) => b.with_signature_slot(&slot),
         Err(e) => {
             log!("PAL error {:?}", e);
             fail("Same54Boot::new")
         }
     };
-    let state = match boot.platform_state().await {
-        Ok(s) => s,
-        Err(e) => {
-            log!("PAL error {:?}", e);
-            fail("platform_state")
-        }
+    let example = Example {
+        name: "example-same54",
+        thing: "ota-example-same54",
+        version,
+        firmware_file_type: 0,
+        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
     };
-    log!("running version {} state {:?}", VERSION, state);
-
-    if state == PlatformImageState::PendingCommit {
-        if self_test() {
-            log!("self-test passed: confirming");
-            if let Err(e) = boot.confirm().await {
-                log!("PAL error {:?}", e);
-                fail("confirm");
-            }
-        } else {
-            log!("self-test failed: rejecting");
-            if let Err(e) = boot.reject().await {
-                log!("PAL error {:?}", e);
-                fail("reject");
-            }
-        }
-        match boot.platform_state().await {
-            Ok(s) => log!("state now {:?}", s),
-            Err(e) => {
-                log!("PAL error {:?}", e);
-                fail("platform_state after the decision")
-            }
-        }
-    }
-    log!("PASS");
-    exit(0)
+    ota::run(
+        spawner,
+        example,
+        storage,
+        SignatureCapture::new(ota::signer(), &slot),
+        boot,
+        ota::journal(JOURNAL_FILE),
+    )
+    .await
 }
