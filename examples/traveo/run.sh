@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# Update and rollback of example-traveo in QEMU through its host-played bootloader: see ../run-boot.sh.
-exec "$(dirname "${BASH_SOURCE[0]}")/../run-boot.sh" traveo "$@"
+# Over-the-air update, bad signature and rollback of example-traveo in QEMU: see ../run-ota.sh.
+exec "$(dirname "${BASH_SOURCE[0]}")/../run-ota.sh" traveo "$@"

@@ -1,30 +1,40 @@
 //! TRAVEO T2G (KIT_T2G-B-H_LITE) example firmware for QEMU mps2-an500 (Cortex-M7), run by
-//! `qemu-boot` as the ROM's Dual Bank Manager would map and start it.
+//! `qemu-boot` as the ROM's Dual Bank Manager would map and start it, and updated over MQTT by
+//! ota-core's agent.
 //!
 //! 1. opens the persisted flash file `traveo.flash` (both code-flash banks, then the work flash
 //!    with the flash marker and the PAL's trial record, erased to 0xFF) and reads the bank
 //!    mapping the DBM chose from `traveo.flash.mapping` (on the kit: `FLASH_CTL MAIN_MAP`);
-//! 2. builds the PAL's `TraveoBootControl` over the work flash with [`Config::CYT4BF`], logs
-//!    its version (baked in from `OTA_EXAMPLE_VERSION`) and `platform_state()` (the vendor
-//!    `checkBank` and the trial record run first);
-//! 3. on `PendingCommit`, runs its self-test and confirms; built with
-//!    `OTA_EXAMPLE_SELF_TEST=fail` it rejects (the marker points back at the old bank);
-//! 4. exits QEMU with status 0 (any failure: a `FAIL` line and status 1).
+//! 2. builds the PAL with [`Config::CYT4BF`]: `TraveoBootControl` over the work flash runs its
+//!    start-up step first (the vendor `checkBank` and the trial record); on the second boot of
+//!    an unconfirmed trial it has pointed the marker back at the old bank and the firmware
+//!    resets at once; `TraveoImageStorage` writes the inactive bank;
+//! 3. hands them to [`qemu_mps2::ota::run`] with the OTA code-signing key baked in at build
+//!    time (`OTA_EXAMPLE_SIGNER_KEY`): the agent downloads the job (file type 141), verifies
+//!    it, programs the marker for the new bank and resets; the runner plays the DBM (which
+//!    checks the image's RSA signature); the new image self-tests and confirms, or, built with
+//!    `OTA_EXAMPLE_SELF_TEST=fail`, rejects, and the marker points back at the old bank.
+//!
+//! The running version is baked in from `OTA_EXAMPLE_VERSION`. Run it with
+//! `examples/traveo/run.sh`.
 #![no_std]
 #![no_main]
 
 mod work;
 
 use embassy_executor::Spawner;
-use ota_pal_traits::{BootControl, PlatformImageState};
-use pal_traveo::{Config, FixedMapping, Mapping, TraveoBootControl};
-use qemu_mps2::semihosting::exit;
-use qemu_mps2::semihosting::{HostFile, OpenMode};
-use qemu_mps2::{log, machine};
-use work::{FileFlash, WorkFlash};
+use pal_traveo::{
+    Config, FixedMapping, Mapping, TraveoBootControl, TraveoImageStorage, FIRMWARE_FILE_TYPE,
+};
+use qemu_mps2::log;
+use qemu_mps2::ota::{self, fail, Example, RESET_LINE};
+use qemu_mps2::semihosting::{exit, HostFile, OpenMode};
+use work::{CodeBank, FileFlash, WorkFlash, FILE_SIZE};
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "traveo.flash";
+/// The download journal's file.
+const JOURNAL_FILE: &str = "traveo.journal";
 /// The bank mapping `qemu-boot` writes after the DBM's decision: `A` or `B`.
 const MAPPING_FILE: &str = "traveo.flash.mapping";
 const ERASE_VALUE: u8 = 0xFF;
@@ -33,13 +43,13 @@ const CONFIG: Config = Config::CYT4BF;
 /// CPU address of the work flash (offset 0 of [`WorkFlash`]).
 const WORK_FLASH_BASE: u32 = 0x1400_0000;
 
-/// This build's version (the MCUboot header carries the same one, set by `qemu-boot`).
+/// This build's version.
 const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
     Some(v) => v,
     None => "0.0.0",
 };
 
-/// The mapping the DBM selected (the kit reads `FLASH_CTL`).
+/// The mapping the DBM chose, as `qemu-boot` recorded it.
 fn mapping() -> Option<Mapping> {
     let mut f = HostFile::open(MAPPING_FILE, OpenMode::Read).ok()?;
     let mut b = [0u8; 1];
@@ -51,82 +61,77 @@ fn mapping() -> Option<Mapping> {
     }
 }
 
-fn fail(what: &str) -> ! {
-    log!("FAIL: {}", what);
-    exit(1)
-}
-
-/// The application's self-test before it commits to a new image. Trivial here; a build with
-/// `OTA_EXAMPLE_SELF_TEST=fail` fails it to show the rollback.
-fn self_test() -> bool {
-    option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail")
-}
-
-#[embassy_executor::main]
-async fn main(_spawner: Spawner) {
-    let Some(core) = cortex_m::Peripherals::take() else {
-        fail("core peripherals taken")
-    };
-    qemu_mps2::init(core.SYST);
-    log!("example-traveo {} on {}", VERSION, machine::NAME);
-
-    let Some(mapping) = mapping() else {
-        fail("no bank mapping in traveo.flash.mapping")
-    };
-    let flash = match FileFlash::open(FLASH_FILE, work::FILE_SIZE, ERASE_VALUE) {
+fn file() -> FileFlash {
+    match FileFlash::open(FLASH_FILE, FILE_SIZE, ERASE_VALUE) {
         Ok(f) => f,
         Err(e) => {
             log!("flash error {:?}", e);
             fail("cannot open the flash file")
         }
+    }
+}
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let Some(core) = cortex_m::Peripherals::take() else {
+        fail("core peripherals taken")
+    };
+    qemu_mps2::init(core.SYST);
+
+    let Some(mapping) = mapping() else {
+        fail("no bank mapping in traveo.flash.mapping")
     };
     log!("bank mapping {:?}", mapping);
-    let work = WorkFlash(flash);
-    let mut boot =
-        match TraveoBootControl::new(work, WORK_FLASH_BASE, FixedMapping(mapping), &CONFIG) {
-            Ok(b) => b,
-            Err(e) => {
-                log!("PAL error {:?}", e);
-                fail("TraveoBootControl::new")
-            }
-        };
-    let state = match boot.platform_state().await {
+    let mut boot = match TraveoBootControl::new(
+        WorkFlash::work(file()),
+        WORK_FLASH_BASE,
+        FixedMapping(mapping),
+        &CONFIG,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            log!("PAL error {:?}", e);
+            fail("TraveoBootControl::new")
+        }
+    };
+    match boot.startup().await {
+        Ok(report) if report.reset_required => {
+            // A second boot of an unconfirmed trial: the marker now prefers the old bank.
+            log!("unconfirmed trial booted again: the old bank runs next");
+            log!("{}", RESET_LINE);
+            exit(0)
+        }
+        Ok(_) => {}
+        Err(e) => {
+            log!("PAL error {:?}", e);
+            fail("TraveoBootControl::startup")
+        }
+    }
+    let storage = match TraveoImageStorage::new(
+        CodeBank::bank(file(), mapping.inactive_bank()),
+        CONFIG.inactive_bank,
+        &CONFIG,
+    ) {
         Ok(s) => s,
         Err(e) => {
             log!("PAL error {:?}", e);
-            fail("platform_state")
+            fail("TraveoImageStorage::new")
         }
     };
-    log!("running version {} state {:?}", VERSION, state);
-    if boot.startup_report().is_some_and(|r| r.reset_required) {
-        // A second boot of an unconfirmed trial: the marker now points at the old bank.
-        log!("reset required: the old bank runs next");
-        log!("PASS");
-        exit(0)
-    }
-
-    if state == PlatformImageState::PendingCommit {
-        if self_test() {
-            log!("self-test passed: confirming");
-            if let Err(e) = boot.confirm().await {
-                log!("PAL error {:?}", e);
-                fail("confirm");
-            }
-        } else {
-            log!("self-test failed: rejecting");
-            if let Err(e) = boot.reject().await {
-                log!("PAL error {:?}", e);
-                fail("reject");
-            }
-        }
-        match boot.platform_state().await {
-            Ok(s) => log!("state now {:?}", s),
-            Err(e) => {
-                log!("PAL error {:?}", e);
-                fail("platform_state after the decision")
-            }
-        }
-    }
-    log!("PASS");
-    exit(0)
+    let example = Example {
+        name: "example-traveo",
+        thing: "ota-example-traveo",
+        version: ota::parse_version(VERSION),
+        firmware_file_type: FIRMWARE_FILE_TYPE,
+        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
+    };
+    ota::run(
+        spawner,
+        example,
+        storage,
+        ota::signer(),
+        boot,
+        ota::journal(JOURNAL_FILE),
+    )
+    .await
 }

@@ -4,12 +4,23 @@
 //! 0x30000-byte large-sector work flash (at 0x7F0000; flash marker at 0x1401_2000, the PAL's
 //! trial record at 0x1401_2800), erased to 0xFF, as [`Config::CYT4BF`].
 //!
-//! The OTA file is an `app_combined`-style CM0+ image: the 24-byte `cy_stc_si_appheader_t`
-//! (`objSize`, `appId` = version, one CM0+ core, vector table at [`VT_OFFSET`]), padding, the
-//! firmware binary at [`VT_OFFSET`], and the 256-byte RSA-2048 PKCS#1 v1.5 / SHA-256 signature
-//! of `[0, objSize)` at `objSize`, made with the DBM's key (`--key`, an RSA PEM). No CM7
-//! images: the example is the CM0+ application (QEMU's an500 stands in for the CM7 core, which
-//! the DBM's model here does not check).
+//! The OTA file is an `app_combined`-style image of the bank (spec §2.2), each application
+//! signed with RSA-2048 PKCS#1 v1.5 / SHA-256 over `[start, start + objSize)`, the 256-byte
+//! signature at `start + objSize`, made with the DBM's key (`--key`, an RSA PEM):
+//!
+//! * at 0, the CM0+ application the DBM verifies: the 24-byte `cy_stc_si_appheader_t`
+//!   (`objSize`, `appId` = version, one CM0+ core, vector table at [`VT_OFFSET`]) and a small
+//!   placeholder body ([`CM0_PLACEHOLDER`]: on the kit this is the code that verifies CM7_0
+//!   and starts it), padded with 0x00 to [`CM7_0_APP_OFFSET`];
+//! * at [`CM7_0_APP_OFFSET`], the CM7_0 application, which is the example firmware (QEMU's
+//!   an500 stands in for the CM7 core): a header whose first word is `objSize` (the other
+//!   words as the CM0+ header's, `appId` in the CM7 form `ma<<24 | mi<<20 | bd<<16 | 0x8002`,
+//!   `core0Id` 0: the spec gives none for CM7), the firmware binary at +[`VT_OFFSET`], then
+//!   its signature. No CM7_1 application.
+//!
+//! `boot` plays the DBM (the crate's sim: marker, CM0+ signature, mapping) and then the CM0+
+//! application's step (§2.4 step 7): verify CM7_0 with the same key and start it, i.e. hand
+//! over its binary.
 //!
 //! The bank mapping the DBM selects (`FLASH_CTL MAIN_MAP` on the kit) is not flash: `boot`
 //! writes it next to the flash file, in `FLASH.mapping` (one byte, `A` or `B`), for the
@@ -17,6 +28,7 @@
 
 use ota_pal_traits::sim::{block_on, SimDevice};
 use ota_pal_traits::{BootControl, ImageStorage, ImageVerifier, Sha256EcdsaP256Verifier};
+use pal_traveo::layout::{CM7_0_APP_OFFSET, CM7_0_APP_SIZE};
 use pal_traveo::sim::{bank_offset, sim_config, BootOutcome, SimBoard, SIM_DEVICE_SIZE};
 use pal_traveo::{AppHeader, AppVerifier, AppVersion, Config, Mapping, FIRMWARE_FILE_TYPE};
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
@@ -100,33 +112,97 @@ fn app_version(v: Version) -> Result<AppVersion, String> {
     })
 }
 
-/// The signed CM0+ image of `fw` (see the module docs).
-pub fn package(fw: &[u8], version: Version, key: &DbmKey) -> Result<Vec<u8>, String> {
-    let obj_size = VT_OFFSET as usize + fw.len();
-    if obj_size > CONFIG.cm0_signature_limit as usize {
-        return Err(format!(
-            "firmware of {} bytes does not fit the CM0+ region (objSize {obj_size:#x} > {:#x})",
-            fw.len(),
-            CONFIG.cm0_signature_limit
-        ));
-    }
-    let header = AppHeader::cm0p(obj_size as u32, app_version(version)?, VT_OFFSET);
-    let mut img = vec![0u8; obj_size];
-    img.get_mut(..24)
-        .ok_or("image too short")?
-        .copy_from_slice(&header.encode());
-    img.get_mut(VT_OFFSET as usize..VT_OFFSET as usize + fw.len())
-        .ok_or("image too short")?
-        .copy_from_slice(fw);
-    let sig = key.signer()?.sign(&img).to_bytes();
+/// The CM0+ application's body in the examples' images.
+pub const CM0_PLACEHOLDER: &[u8] =
+    b"ota-rs qemu-boot: CM0+ placeholder (on the kit: verify CM7_0 and start it)";
+
+/// `data` with its RSA signature appended.
+fn sign_appended(mut data: Vec<u8>, key: &DbmKey) -> Result<Vec<u8>, String> {
+    let sig = key.signer()?.sign(&data).to_bytes();
     if sig.len() != SIGNATURE_LEN {
         return Err(format!(
             "the DBM key must be RSA-2048 (signature of {} bytes)",
             sig.len()
         ));
     }
-    img.extend_from_slice(&sig);
+    data.extend_from_slice(&sig);
+    Ok(data)
+}
+
+/// The CM7 form of a version in an application header's `appId`.
+fn cm7_app_id(v: AppVersion) -> u32 {
+    u32::from(v.major) << 24
+        | (u32::from(v.minor) & 0xF) << 20
+        | (u32::from(v.build) & 0xF) << 16
+        | 0x8002
+}
+
+/// The signed `app_combined` image of `fw` (see the module docs).
+pub fn package(fw: &[u8], version: Version, key: &DbmKey) -> Result<Vec<u8>, String> {
+    let version = app_version(version)?;
+    // CM0+: header, placeholder, signature, padding up to CM7_0.
+    let cm0_size = VT_OFFSET as usize + CM0_PLACEHOLDER.len();
+    let header = AppHeader::cm0p(cm0_size as u32, version, VT_OFFSET);
+    let mut cm0 = vec![0u8; cm0_size];
+    cm0.get_mut(..24)
+        .ok_or("image too short")?
+        .copy_from_slice(&header.encode());
+    cm0.get_mut(VT_OFFSET as usize..)
+        .ok_or("image too short")?
+        .copy_from_slice(CM0_PLACEHOLDER);
+    let mut img = sign_appended(cm0, key)?;
+    img.resize(CM7_0_APP_OFFSET as usize, 0);
+    // CM7_0: header, firmware at VT_OFFSET, signature.
+    let cm7_size = VT_OFFSET as usize + fw.len();
+    if cm7_size + SIGNATURE_LEN > CM7_0_APP_SIZE as usize {
+        return Err(format!(
+            "firmware of {} bytes does not fit the CM7_0 region ({CM7_0_APP_SIZE:#x} bytes)",
+            fw.len()
+        ));
+    }
+    let cm7_header = AppHeader {
+        obj_size: cm7_size as u32,
+        app_id: cm7_app_id(version),
+        core0_id: 0,
+        ..header
+    };
+    let mut cm7 = vec![0u8; cm7_size];
+    cm7.get_mut(..24)
+        .ok_or("image too short")?
+        .copy_from_slice(&cm7_header.encode());
+    cm7.get_mut(VT_OFFSET as usize..)
+        .ok_or("image too short")?
+        .copy_from_slice(fw);
+    img.extend_from_slice(&sign_appended(cm7, key)?);
     Ok(img)
+}
+
+/// The CM0+ application's step: verify the CM7_0 application of the bank at `bank` of
+/// `flash` and return its firmware binary.
+fn start_cm7(flash: &[u8], bank: usize, key: &DbmKey) -> Result<Vec<u8>, String> {
+    let at = bank + CM7_0_APP_OFFSET as usize;
+    let word = flash
+        .get(at..at + 4)
+        .ok_or("the CM7_0 region is outside the flash")?;
+    let obj_size = u32::from_le_bytes([word[0], word[1], word[2], word[3]]) as usize;
+    if obj_size < VT_OFFSET as usize || obj_size + SIGNATURE_LEN > CM7_0_APP_SIZE as usize {
+        return Err(format!(
+            "traveo: no CM7_0 application (objSize {obj_size:#x}): the CM0+ application does not start CM7"
+        ));
+    }
+    let app = flash
+        .get(at..at + obj_size)
+        .ok_or("CM7_0 outside the flash")?;
+    let sig = flash
+        .get(at + obj_size..at + obj_size + SIGNATURE_LEN)
+        .ok_or("CM7_0 signature outside the flash")?;
+    if !key.verifier().verify_application(app, sig) {
+        return Err(
+            "traveo: the CM7_0 signature does not verify: the CM0+ application does not start CM7"
+                .into(),
+        );
+    }
+    Ok(app.get(VT_OFFSET as usize..).unwrap_or_default().to_vec())
 }
 
 /// An erased device with the signed `fw` in the lower bank and no marker (the DBM prefers
@@ -225,16 +301,12 @@ pub fn boot(flash: Vec<u8>, key: &DbmKey) -> Result<(Vec<u8>, Booted, Mapping), 
         }
     };
     let flash = dev.into_inner();
-    let at = bank_offset(running.bank) as usize;
-    let payload = flash
-        .get(at + VT_OFFSET as usize..at + running.header.obj_size as usize)
-        .ok_or("the running image's objSize is shorter than its vector table offset")?
-        .to_vec();
+    let payload = start_cm7(&flash, bank_offset(running.bank) as usize, key)?;
     let v = running.version();
     let booted = Booted {
         version: format!("{}.{}.{}", v.major, v.minor, v.build),
         slot: format!("{:?} bank (mapping {:?})", running.bank, running.mapping),
-        action: "DBM verified the RSA signature".into(),
+        action: "DBM verified the CM0+ signature, CM0+ the CM7_0 one".into(),
         payload,
     };
     Ok((flash, booted, running.mapping))
@@ -292,6 +364,24 @@ mod tests {
             s
         };
         (dev.into_inner(), state)
+    }
+
+    #[test]
+    fn a_firmware_larger_than_the_cm0_region_runs_as_cm7_0() {
+        let big: Vec<u8> = (0..150_000u32).map(|i| (i * 7) as u8).collect();
+        let flash = factory(&big, v("1.2.3"), &dbm_key()).unwrap();
+        let (_, b, m) = boot(flash, &dbm_key()).unwrap();
+        assert_eq!((b.version.as_str(), m), ("1.2.3", Mapping::A));
+        assert_eq!(b.payload, big);
+    }
+
+    #[test]
+    fn a_cm7_0_application_with_a_bad_signature_is_not_started() {
+        let mut flash = factory(&fw(3), v("1.0.0"), &dbm_key()).unwrap();
+        // One bit of the firmware, inside CM7_0's signed range (the DBM's CM0+ check passes).
+        flash[(CM7_0_APP_OFFSET + VT_OFFSET + 10) as usize] ^= 1;
+        let err = boot(flash, &dbm_key()).err().unwrap();
+        assert!(err.contains("CM7_0 signature"), "{err}");
     }
 
     #[test]
