@@ -161,6 +161,7 @@ boot() {
   [ "$board" = same54 ] || grep -q "running $version from" "$work/qemu-boot-boot$boots.log" ||
     fail "boot $boots: the bootloader did not report $version"
   qemu_log="$work/qemu-run$boots.log"
+  boot_start=$(now)
   qemu_start "$qemu_log"
   await_line "running version $version state $state" 30 ||
     fail "boot $boots: expected the firmware to run $version in state $state"
@@ -185,7 +186,7 @@ await_reset() {
   show_run
   check_boot_status "$boots" "$qemu_log" "$rc"
   grep -qxF "$reset_line" "$qemu_log" || fail "boot $boots: the firmware exited without resetting"
-  say "boot $boots: the agent reset the device"
+  say "boot $boots: the agent reset the device after $(seconds_since "$boot_start") s of QEMU"
 }
 
 # await_job ID STATUS: until the cloud reports the job STATUS (SUCCEEDED / FAILED) for this
@@ -204,7 +205,7 @@ await_job() {
     fi
     sleep 0.5
   done
-  say "job AFR_OTA-$id: ${got:-no execution}"
+  say "job AFR_OTA-$id: ${got:-no execution} after $(seconds_since "$boot_start") s of QEMU"
   timeout 10 "$ota_bin" job show --state "$ota_state" "AFR_OTA-$id" | sed 's/^/  /' | grep -v '^  document' || true
   [ "$got" = "$want" ] || fail "job $id ended ${got:-nowhere within $job_timeout s}, expected $want"
 }

@@ -55,10 +55,10 @@ done
 # firmware | cargo package | machine feature (empty: the crate has none) | target | what it is
 FIRMWARE=(
   "qemu-hello|qemu-hello|mps2-an386|thumbv7em-none-eabihf|QEMU proof firmware: embassy executor, mqttrust over the UART, semihosting flash, fmt logging; no agent"
-  "example-psoc6|example-psoc6|mps2-an386|thumbv7em-none-eabihf|board example: pal-psoc6 image state, self-test, confirm/reject; no agent"
-  "example-tfm|example-tfm|mps2-an505|thumbv8m.main-none-eabihf|board example: pal-tfm (PSA FWU stand-in); no agent"
-  "example-same54|example-same54|mps2-an386|thumbv7em-none-eabihf|board example: pal-same54 descriptors; no agent"
-  "example-traveo|example-traveo|mps2-an500|thumbv7em-none-eabihf|board example: pal-traveo dual bank; no agent"
+  "example-psoc6|example-psoc6|mps2-an386|thumbv7em-none-eabihf|board example, what examples/psoc6/run.sh updates: agent + driver, mqttrust over the UART, pal-psoc6 (MCUboot), P-256 verifier, flash journal"
+  "example-tfm|example-tfm|mps2-an505|thumbv8m.main-none-eabihf|board example: agent + driver, mqttrust, pal-tfm over a PSA FWU stand-in, candidate-digest P-256 verifier, flash journal"
+  "example-same54|example-same54|mps2-an386|thumbv7em-none-eabihf|board example: agent + driver, mqttrust, pal-same54 (aws_bootloader descriptors), P-256 verifier, flash journal"
+  "example-traveo|example-traveo|mps2-an500|thumbv7em-none-eabihf|board example: agent + driver, mqttrust, pal-traveo (dual bank), P-256 verifier, flash journal"
   "agent-min-baseline|agent-min||thumbv7em-none-eabihf|start-up, SysTick clock, block_on, report, exit; no agent"
   "agent-min|agent-min||thumbv7em-none-eabihf|ota-core agent + driver, no-op PAL, MQTT client that never receives"
   "agent-min-pal|agent-min||thumbv7em-none-eabihf|agent-min + Sha256EcdsaP256Verifier + NorFlashImageStorage (no-op NOR driver)"
@@ -66,8 +66,16 @@ FIRMWARE=(
 )
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-# The board examples bake these in at build time (their runners set them): measure the defaults.
+# The board examples bake these in at build time (their runners set them): measure the defaults,
+# with a throw-away code-signing key (a P-256 SPKI PEM is always 178 bytes).
 unset OTA_EXAMPLE_VERSION OTA_EXAMPLE_SELF_TEST
+key_dir=$(mktemp -d)
+trap 'rm -rf "$key_dir"' EXIT
+command -v openssl >/dev/null 2>&1 || die "openssl not found (it makes the examples' throw-away signing key)"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key_dir/k.pem" 2>/dev/null &&
+  openssl pkey -in "$key_dir/k.pem" -pubout -out "$key_dir/pub.pem" 2>/dev/null ||
+  die "openssl could not make a P-256 key"
+export OTA_EXAMPLE_SIGNER_KEY="$key_dir/pub.pem"
 built=" "
 for entry in "${FIRMWARE[@]}"; do
   IFS='|' read -r _name pkg feature target _what <<<"$entry"
@@ -204,9 +212,10 @@ Sections from \`llvm-size -A\`, symbols from \`llvm-nm --size-sort\` (rustup's \
 
 $table
 
-The board examples (\`example-*\`, \`qemu-hello\`) do not run the agent yet: they boot through
-their board's bootloader logic and confirm or reject an image (the board examples), or talk MQTT
-(qemu-hello). They are listed so a change in any of them shows here.
+The board examples (\`example-*\`) are the firmware their runners update over the air
+(\`examples/<board>/run.sh\`): the agent and driver, mqttrust over the UART on embassy, the
+board's PAL over the semihosting flash, a code-signing verifier and the download journal, with
+log lines. They are what a user starts from; \`qemu-hello\` is the QEMU proof firmware.
 
 ## What the agent costs
 

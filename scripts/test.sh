@@ -34,7 +34,7 @@ setup_args=()
 [ "$FUZZ" = 1 ] && setup_args+=(--fuzz)
 [ "$QEMU" = 1 ] && setup_args+=(--qemu)
 bash scripts/setup.sh "${setup_args[@]}"
-# setup.sh installs imgtool into this virtual environment (pal-psoc6's tests, examples/run-boot.sh).
+# setup.sh installs imgtool into this virtual environment (pal-psoc6's tests, the PSoC 6 and TF-M example runners).
 tools_venv=${OTA_TOOLS_VENV:-$PWD/target/tools-venv}
 export PATH="$tools_venv/bin:$PATH"
 export IMGTOOL="$tools_venv/bin/imgtool"
