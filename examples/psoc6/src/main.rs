@@ -22,7 +22,7 @@ use embassy_executor::Spawner;
 use pal_psoc6::{Config, Psoc6BootControl, Psoc6ImageStorage};
 use qemu_mps2::flash::SemihostingFlash;
 use qemu_mps2::log;
-use qemu_mps2::ota::{self, fail, Example};
+use qemu_mps2::ota::{self, fail};
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "psoc6.flash";
@@ -35,20 +35,8 @@ const ERASE_VALUE: u8 = 0x00;
 /// The MCUboot build `qemu-boot --board psoc6` simulates.
 const CONFIG: Config = Config::V1_8_SWAP;
 
-/// This build's version (the MCUboot header carries the same one, set by `qemu-boot`).
-const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
-    Some(v) => v,
-    None => "0.0.0",
-};
-
 fn flash() -> Flash {
-    match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?}", e);
-            fail("cannot open the flash file")
-        }
-    }
+    ota::open_flash(FLASH_FILE, FLASH_SIZE, ERASE_VALUE)
 }
 
 #[embassy_executor::main]
@@ -73,13 +61,7 @@ async fn main(spawner: Spawner) {
             fail("Psoc6BootControl::new")
         }
     };
-    let example = Example {
-        name: "example-psoc6",
-        thing: "ota-example-psoc6",
-        version: ota::parse_version(VERSION),
-        firmware_file_type: 0,
-        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
-    };
+    let example = qemu_mps2::example!("psoc6", 0);
     ota::run(
         spawner,
         example,

@@ -88,6 +88,22 @@ pub fn signer() -> Sha256EcdsaP256Verifier {
     }
 }
 
+/// The flash file `path` of `size` bytes erased to `erased` (created when missing), or a
+/// `FAIL:` line and exit status 1 when it cannot be opened.
+pub fn open_flash<const WRITE: usize, const ERASE: usize>(
+    path: &str,
+    size: usize,
+    erased: u8,
+) -> SemihostingFlash<WRITE, ERASE> {
+    match SemihostingFlash::open(path, size, erased) {
+        Ok(f) => f,
+        Err(e) => {
+            log!("flash error {:?} on {}", e, path);
+            fail("cannot open a flash file")
+        }
+    }
+}
+
 /// The flash file that holds the download journal: a small data flash of its own (4-byte
 /// program units, 4 KiB sectors, erased to 0xFF), standing in for the board's data area.
 pub type JournalFlash = SemihostingFlash<4, 4096>;
@@ -98,13 +114,7 @@ pub const JOURNAL_LEN: u32 = 16 * 1024;
 /// The download journal in the host file `path` (created erased when missing), so that a
 /// download cut by a QEMU stop resumes where it was.
 pub fn journal(path: &str) -> FlashJournal<JournalFlash> {
-    let flash = match JournalFlash::open(path, JOURNAL_LEN as usize, 0xFF) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?}", e);
-            fail("cannot open the journal file")
-        }
-    };
+    let flash: JournalFlash = open_flash(path, JOURNAL_LEN as usize, 0xFF);
     match FlashJournal::new(flash, 0, JOURNAL_LEN, 0xFF) {
         Ok(j) => j,
         Err(e) => {
@@ -143,6 +153,26 @@ pub struct Example {
     /// Whether the self-test passes after a reboot into a new image (`false` shows the
     /// rollback).
     pub self_test_passes: bool,
+}
+
+/// The [`Example`] of the board example `example-<board>` (thing `ota-example-<board>`) whose
+/// firmware images have job file type `$file_type`, with what the build baked in: the version
+/// from `OTA_EXAMPLE_VERSION` (`0.0.0` without it) and a self-test that fails when
+/// `OTA_EXAMPLE_SELF_TEST=fail`. A macro so that `option_env!` reads the example crate's build.
+#[macro_export]
+macro_rules! example {
+    ($board:literal, $file_type:expr) => {
+        $crate::ota::Example {
+            name: concat!("example-", $board),
+            thing: concat!("ota-example-", $board),
+            version: $crate::ota::parse_version(match option_env!("OTA_EXAMPLE_VERSION") {
+                Some(v) => v,
+                None => "0.0.0",
+            }),
+            firmware_file_type: $file_type,
+            self_test_passes: !matches!(option_env!("OTA_EXAMPLE_SELF_TEST"), Some("fail")),
+        }
+    };
 }
 
 /// Logs `FAIL: what` and exits QEMU with status 1.

@@ -22,7 +22,7 @@ use embassy_executor::Spawner;
 use pal_same54::{Config, Layout, Same54Boot, Same54Storage, SignatureCapture, SignatureSlot};
 use qemu_mps2::flash::SemihostingFlash;
 use qemu_mps2::log;
-use qemu_mps2::ota::{self, fail, Example};
+use qemu_mps2::ota::{self, fail};
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "same54.flash";
@@ -37,20 +37,8 @@ const CONFIG: Config = Config::POWER_SAFE;
 /// The banks `qemu-boot --board same54` uses.
 const LAYOUT: Layout = Layout::SAME54_XPRO;
 
-/// This build's version.
-const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
-    Some(v) => v,
-    None => "0.0.0",
-};
-
 fn flash() -> Flash {
-    match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?}", e);
-            fail("cannot open the flash file")
-        }
-    }
+    ota::open_flash(FLASH_FILE, FLASH_SIZE, ERASE_VALUE)
 }
 
 #[embassy_executor::main]
@@ -60,7 +48,7 @@ async fn main(spawner: Spawner) {
     };
     qemu_mps2::init(core.SYST);
 
-    let version = ota::parse_version(VERSION);
+    let example = qemu_mps2::example!("same54", 0);
     // Two handles on the one flash file: storage and boot control each own a `NorFlash`.
     let storage = match Same54Storage::new(flash(), LAYOUT) {
         Ok(s) => s,
@@ -70,19 +58,12 @@ async fn main(spawner: Spawner) {
         }
     };
     let slot = SignatureSlot::new();
-    let boot = match Same54Boot::new(flash(), CONFIG, version.to_u32()) {
+    let boot = match Same54Boot::new(flash(), CONFIG, example.version.to_u32()) {
         Ok(b) => b.with_signature_slot(&slot),
         Err(e) => {
             log!("PAL error {:?}", e);
             fail("Same54Boot::new")
         }
-    };
-    let example = Example {
-        name: "example-same54",
-        thing: "ota-example-same54",
-        version,
-        firmware_file_type: 0,
-        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
     };
     ota::run(
         spawner,

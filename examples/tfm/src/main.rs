@@ -28,7 +28,7 @@ use pal_tfm::{
     Algorithm, CandidateDigestVerifier, Config, Layout, P256Crypto, TfmBootControl, TfmStorage,
 };
 use qemu_mps2::log;
-use qemu_mps2::ota::{self, fail, Example};
+use qemu_mps2::ota::{self, fail};
 use static_cell::StaticCell;
 
 /// The flash file, relative to QEMU's working directory.
@@ -43,12 +43,6 @@ const CONFIG: Config = Config::PAL_PSA_DEFAULT_NONSECURE;
 /// The PSA key id the verifier names (`P256Crypto` holds one key and ignores it).
 const KEY_ID: u32 = 0;
 
-/// This build's version (the MCUboot header carries the same one, set by `qemu-boot`).
-const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
-    Some(v) => v,
-    None => "0.0.0",
-};
-
 /// The FWU partition lives as long as the firmware: storage, verifier and boot control borrow it.
 static FWU: StaticCell<FlashFwu> = StaticCell::new();
 
@@ -59,13 +53,7 @@ async fn main(spawner: Spawner) {
     };
     qemu_mps2::init(core.SYST);
 
-    let flash = match Flash::open(FLASH_FILE, LAYOUT.flash_size as usize, ERASE_VALUE) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?}", e);
-            fail("cannot open the flash file")
-        }
-    };
+    let flash: Flash = ota::open_flash(FLASH_FILE, LAYOUT.flash_size as usize, ERASE_VALUE);
     let fwu: &'static FlashFwu = match FlashFwu::new(flash, LAYOUT) {
         Ok(f) => FWU.init(f),
         Err(e) => {
@@ -80,13 +68,7 @@ async fn main(spawner: Spawner) {
         Algorithm::EcdsaSha256,
         CONFIG.components,
     );
-    let example = Example {
-        name: "example-tfm",
-        thing: "ota-example-tfm",
-        version: ota::parse_version(VERSION),
-        firmware_file_type: 0,
-        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
-    };
+    let example = qemu_mps2::example!("tfm", 0);
     ota::run(
         spawner,
         example,

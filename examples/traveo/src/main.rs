@@ -27,7 +27,7 @@ use pal_traveo::{
     Config, FixedMapping, Mapping, TraveoBootControl, TraveoImageStorage, FIRMWARE_FILE_TYPE,
 };
 use qemu_mps2::log;
-use qemu_mps2::ota::{self, fail, Example, RESET_LINE};
+use qemu_mps2::ota::{self, fail, RESET_LINE};
 use qemu_mps2::semihosting::{exit, HostFile, OpenMode};
 use work::{CodeBank, FileFlash, WorkFlash, FILE_SIZE};
 
@@ -43,12 +43,6 @@ const CONFIG: Config = Config::CYT4BF;
 /// CPU address of the work flash (offset 0 of [`WorkFlash`]).
 const WORK_FLASH_BASE: u32 = 0x1400_0000;
 
-/// This build's version.
-const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
-    Some(v) => v,
-    None => "0.0.0",
-};
-
 /// The mapping the DBM chose, as `qemu-boot` recorded it.
 fn mapping() -> Option<Mapping> {
     let mut f = HostFile::open(MAPPING_FILE, OpenMode::Read).ok()?;
@@ -62,13 +56,7 @@ fn mapping() -> Option<Mapping> {
 }
 
 fn file() -> FileFlash {
-    match FileFlash::open(FLASH_FILE, FILE_SIZE, ERASE_VALUE) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?}", e);
-            fail("cannot open the flash file")
-        }
-    }
+    ota::open_flash(FLASH_FILE, FILE_SIZE, ERASE_VALUE)
 }
 
 #[embassy_executor::main]
@@ -118,13 +106,7 @@ async fn main(spawner: Spawner) {
             fail("TraveoImageStorage::new")
         }
     };
-    let example = Example {
-        name: "example-traveo",
-        thing: "ota-example-traveo",
-        version: ota::parse_version(VERSION),
-        firmware_file_type: FIRMWARE_FILE_TYPE,
-        self_test_passes: option_env!("OTA_EXAMPLE_SELF_TEST") != Some("fail"),
-    };
+    let example = qemu_mps2::example!("traveo", FIRMWARE_FILE_TYPE);
     ota::run(
         spawner,
         example,
