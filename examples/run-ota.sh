@@ -19,18 +19,26 @@
 #   rollback:      job 2.0.0 whose self-test fails -> boot 1: downloads, resets -> boot 2:
 #                  2.0.0 on trial fails its self-test, rejects, job FAILED -> boot 3: the
 #                  bootloader reverts, 1.0.0 runs
+#   power-cut:     job 2.0.0 -> boot 1: QEMU is killed (SIGKILL) once the cloud has served
+#                  half of the blocks -> boot 2: 1.0.0 resumes from its download journal (it
+#                  must ask for fewer blocks than a fresh download; TF-M: its FWU partition
+#                  dropped the candidate, the agent must download it all again), resets ->
+#                  boot 3: 2.0.0 confirms, job SUCCEEDED
 #
 # A firmware run ends when it resets (it logs the reset line and QEMU exits with status 0) or,
 # when the agent has nothing left to do, when the runner stops QEMU after the cloud reported
 # what it waits for. Settings: RUN_TIMEOUT (120 s per QEMU run), JOB_TIMEOUT (120 s for a job
-# outcome), ICOUNT_SHIFT (4), SCENARIOS ("update bad-signature rollback"), KEEP_WORKDIR=1.
+# outcome), ICOUNT_SHIFT (4), SCENARIOS ("update bad-signature rollback power-cut"),
+# KEEP_WORKDIR=1.
 set -euo pipefail
 board=${1:-}
 case "$board" in
-  psoc6) MACHINE=mps2-an386 file_type=0 ;;
-  tfm) MACHINE=mps2-an505 file_type=0 ;;
-  same54) MACHINE=mps2-an386 file_type=0 ;;
-  traveo) MACHINE=mps2-an500 file_type=141 ;;
+  psoc6) MACHINE=mps2-an386 file_type=0 resumes=1 ;;
+  # TF-M's FWU partition keeps its states in RAM: a reset drops a half-written candidate, and
+  # the agent downloads the file afresh when the storage refuses the resume.
+  tfm) MACHINE=mps2-an505 file_type=0 resumes=0 ;;
+  same54) MACHINE=mps2-an386 file_type=0 resumes=1 ;;
+  traveo) MACHINE=mps2-an500 file_type=141 resumes=1 ;;
   *) echo "usage: $0 psoc6|tfm|same54|traveo" >&2; exit 2 ;;
 esac
 export MACHINE
@@ -42,7 +50,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/qemu-lib.sh"
 RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 qemu_init
 job_timeout=${JOB_TIMEOUT:-120}
-scenarios=${SCENARIOS:-update bad-signature rollback}
+scenarios=${SCENARIOS:-update bad-signature rollback power-cut}
 root_dir=$(cd "$qemu_examples_dir/.." && pwd)
 # imgtool lives in the project's tools venv (scripts/setup.sh); find it when run on its own too.
 PATH="${OTA_TOOLS_VENV:-$root_dir/target/tools-venv}/bin:$PATH"
@@ -221,6 +229,21 @@ stop_qemu() {
 
 show_run() { sed "s/^/  [boot $boots] /" "$qemu_log"; }
 
+# stream_requests ID: GetStream requests `ota serve` answered for job AFR_OTA-ID so far.
+stream_requests() {
+  local stream
+  stream=$(timeout 10 "$ota_bin" job show --state "$ota_state" "AFR_OTA-$1" | awk '$1 == "stream" { print $2 }')
+  [ -n "$stream" ] || fail "job $1 has no stream"
+  grep -c -F "/streams/$stream/get/cbor" "$work/ota-serve.log" || true
+}
+
+# power_cut: SIGKILL QEMU (timeout's child) as a power cut would stop the CPU: no clean-up.
+power_cut() {
+  pkill -KILL -P "$qemu_pid" 2>/dev/null || true
+  wait "$qemu_pid" 2>/dev/null || true
+  show_run
+}
+
 fresh_device() {
   rm -f "$flash" "$flash.mapping" "$work/$board.journal"
   tool "factory-$1" factory --flash "$flash" --image "$work/v1.bin" --version 1.0.0 --key "$boot_key"
@@ -266,6 +289,38 @@ scenario_rollback() {
     fail "boot $boots: the trial image did not fail its self-test"
   boot v1 1.0.0 "$rolled_back_state"
   await_line "connected to the broker" 30 || fail "boot $boots: 1.0.0 did not connect after the rollback"
+  stop_qemu
+}
+
+scenario_power_cut() {
+  local blocks half n i
+  fresh_device power-cut
+  blocks=$((($(stat -c %s "$work/ota-v2.bin") + 4095) / 4096))
+  half=$((blocks / 2))
+  create_job power-cut "$work/ota-v2.bin" "$work/ota.pem"
+  boot v1 1.0.0 Valid
+  for i in $(seq $((job_timeout * 10))); do
+    [ "$(stream_requests power-cut)" -ge "$half" ] && break
+    kill -0 "$qemu_pid" 2>/dev/null || fail "boot $boots: the firmware stopped before the power cut"
+    sleep 0.1
+  done
+  power_cut
+  n=$(stream_requests power-cut)
+  [ "$n" -ge "$half" ] || fail "boot $boots: only $n of $blocks blocks were asked for within $job_timeout s"
+  grep -qxF "$reset_line" "$qemu_log" && fail "boot $boots: the download ended before the power cut"
+  say "boot $boots: power cut after $n of $blocks block requests"
+  boot v1 1.0.0 Valid
+  await_reset
+  n=$(($(stream_requests power-cut) - n))
+  if [ "$resumes" = 1 ]; then
+    say "boot $boots: resumed: $n more block requests for the $blocks blocks of the file"
+    [ "$n" -lt "$blocks" ] || fail "boot $boots: $n block requests after the cut: the download started over"
+  else
+    say "boot $boots: the storage dropped the candidate at the reset: $n block requests for the $blocks blocks"
+    [ "$n" -ge "$blocks" ] || fail "boot $boots: only $n block requests after the cut, but the storage cannot resume"
+  fi
+  boot v2 2.0.0 PendingCommit
+  await_job power-cut SUCCEEDED
   stop_qemu
 }
 
