@@ -226,7 +226,7 @@ impl Reset for QemuReset {
 
 /// The MQTT client as the driver sees it, with a log line for every job status the agent
 /// sends (the `update` topics) and a count of the stream blocks received.
-pub struct LoggedMqtt<C> {
+struct LoggedMqtt<C> {
     inner: C,
     blocks: u32,
 }
