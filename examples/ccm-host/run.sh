@@ -9,6 +9,8 @@
 #   image into the secondary slot, signature checked with the baked-in OTA key, CLOSE (job
 #   SUCCEEDED), trial requested, "RESET" -> qemu-boot (MCUboot swap) -> boot 2: 2.0.0
 #   PendingCommit, self-test, confirm, no further update -> qemu-boot -> boot 3: 2.0.0 Valid.
+#   Then a job for a 3.0.0 image signed by a rogue key: boot 4 (2.0.0) reads it, the signature
+#   check fails, storage erased, FLUSH (job FAILED) -> boot 5: the bootloader does nothing, 2.0.0.
 #
 # Settings: RUN_TIMEOUT (60 s per QEMU run), ICOUNT_SHIFT (4), MAX_OTA_READ (1000: the module's
 # READ cap, not a multiple of the 512-byte flash row, so the host re-blocks), KEEP_WORKDIR=1.
@@ -39,8 +41,8 @@ run_waiting "$work/build-tools.log" bash -c 'cd "$1" && exec timeout 900 cargo b
 ota_bin="$root_dir/target/release/ota"
 qemu_boot_bin="$root_dir/target/release/qemu-boot"
 
-say "test keys: bootloader key and OTA code-signing key (P-256)"
-for key in mcuboot ota; do
+say "test keys: bootloader key, OTA code-signing key and a rogue signer's key (P-256)"
+for key in mcuboot ota rogue; do
   timeout 60 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/$key.pem" 2>>"$work/openssl.log" ||
     fail "openssl could not make $key.pem"
 done
@@ -121,10 +123,31 @@ reset() {
   say "boot $boots: $version $state (QEMU $boot_seconds s)"
 }
 
-# job_status: the execution status of $thing in $job_id.
+# job_status JOB: the execution status of $thing in JOB.
 job_status() {
-  timeout 30 "$ota_bin" job show "$job_id" --state "$state_dir" 2>>"$work/ota-job.log" |
+  timeout 30 "$ota_bin" job show "$1" --state "$state_dir" 2>>"$work/ota-job.log" |
     awk -v t="$thing" '$1 == t { print $2 }'
+}
+
+# wait_job JOB STATUS: up to 10 s for the execution of $thing in JOB to reach STATUS.
+wait_job() {
+  local status=
+  for _ in $(seq 100); do
+    status=$(job_status "$1")
+    [ "$status" = "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "job $1: execution of $thing is '${status:-unknown}', not $2"
+}
+
+# create_job FILE SIG: a file-type-202 job for $thing; prints the job id.
+create_job() {
+  local id
+  id=$(timeout 30 "$ota_bin" job create --thing "$thing" --file "$1" \
+    --signature "$(base64 -w0 "$2")" --file-type 202 --path host.bin \
+    --state "$state_dir" 2>>"$work/ota-job.log") || fail "ota job create failed: $(tail -n 1 "$work/ota-job.log")"
+  [ -n "$id" ] || fail "ota job create printed no job id"
+  echo "$id"
 }
 
 tool package package --image "$work/v2.bin" --version 2.0.0 --key "$boot_key" \
@@ -140,10 +163,7 @@ fi
 
 tool factory factory --flash "$flash" --image "$work/v1.bin" --version 1.0.0 --key "$boot_key"
 
-job_id=$(timeout 30 "$ota_bin" job create --thing "$thing" --file "$work/ota-v2.bin" \
-  --signature "$(base64 -w0 "$work/ota-v2.bin.sig")" --file-type 202 --path host.bin \
-  --state "$state_dir" 2>>"$work/ota-job.log") || fail "ota job create failed: $(tail -n 1 "$work/ota-job.log")"
-[ -n "$job_id" ] || fail "ota job create printed no job id"
+job_id=$(create_job "$work/ota-v2.bin" "$work/ota-v2.bin.sig")
 say "job $job_id: file type 202, ota-v2.bin, signed with the OTA key"
 
 reset v1 1.0.0 Valid
@@ -155,13 +175,7 @@ grep -q "^host update: .* signature checked: true" "$log1" || fail "boot 1: no h
 grep -qx "RESET for the trial boot of the host update" "$log1" || fail "boot 1: the firmware did not reset for the trial"
 say "boot 1: $(sed -n 's/^host update: \([0-9]* bytes in [0-9]* READs\).*/\1/p' "$log1") through the module, trial requested"
 
-status=
-for _ in $(seq 100); do
-  status=$(job_status)
-  [ "$status" = SUCCEEDED ] && break
-  sleep 0.1
-done
-[ "$status" = SUCCEEDED ] || fail "job $job_id: execution of $thing is '${status:-unknown}', not SUCCEEDED"
+wait_job "$job_id" SUCCEEDED
 say "job $job_id: SUCCEEDED"
 
 reset v2 2.0.0 PendingCommit
@@ -171,7 +185,25 @@ grep -qx PASS "$log2" || fail "boot 2: the firmware did not reach PASS"
 reset v2 2.0.0 Valid
 grep -qx PASS "$work/qemu-run3.log" || fail "boot 3: the firmware did not reach PASS"
 
-status=$(job_status)
-[ "$status" = SUCCEEDED ] || fail "job $job_id ended '${status:-unknown}', not SUCCEEDED"
+wait_job "$job_id" SUCCEEDED
+say "update passed: job SUCCEEDED, 2.0.0 confirmed and running"
+
+say "refused update: a 3.0.0 image whose job is signed by a key the firmware does not trust"
+tool package-rogue package --image "$work/v1.bin" --version 3.0.0 --key "$boot_key" \
+  --sign-key "$work/rogue.pem" --out "$work/ota-rogue.bin"
+rogue_job=$(create_job "$work/ota-rogue.bin" "$work/ota-rogue.bin.sig")
+say "job $rogue_job: file type 202, signed with the rogue key"
+reset v2 2.0.0 Valid
+log4="$work/qemu-run$boots.log"
+grep -q "^host update refused: signature check failed" "$log4" || fail "boot $boots: the firmware did not refuse the rogue image"
+grep -qx PASS "$log4" || fail "boot $boots: the firmware did not reach PASS"
+wait_job "$rogue_job" FAILED
+say "job $rogue_job: FAILED (the host FLUSHed it)"
+reset v2 2.0.0 Valid
+grep -q "bootloader action: None" "$work/qemu-boot-boot$boots.log" || fail "boot $boots: the bootloader acted on the refused image"
+grep -qx PASS "$work/qemu-run$boots.log" || fail "boot $boots: the firmware did not reach PASS"
+say "refused update passed: job FAILED, 2.0.0 still running, the bootloader did nothing"
+
+[ "$(job_status "$job_id")" = SUCCEEDED ] || fail "job $job_id did not stay SUCCEEDED"
 timeout 30 "$ota_bin" job list --state "$state_dir" 2>>"$work/ota-job.log" | sed 's/^/  /'
-say "PASS: ccm-host on $machine: 1.0.0 -> 2.0.0 through the ExpressLink emulator (AT+OTA READ, $max_ota_read-byte cap), job SUCCEEDED, 2.0.0 confirmed and running, $boots resets, $(seconds_since "$run_start") s in all"
+say "PASS: ccm-host on $machine: 1.0.0 -> 2.0.0 through the ExpressLink emulator (AT+OTA READ, $max_ota_read-byte cap), job SUCCEEDED, 2.0.0 confirmed and running; a rogue-signed image refused, its job FAILED; $boots resets, $(seconds_since "$run_start") s in all"

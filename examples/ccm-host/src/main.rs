@@ -22,14 +22,16 @@
 //! 5. "resets": logs `RESET for the trial boot of the host update` and exits QEMU with status
 //!    0; the runner then plays the bootloader (`qemu-boot boot`) and starts the new image.
 //!
-//! Any failure prints a `FAIL` line and exits 1.
+//! A job whose signature does not verify with the baked-in key is refused (the flow erases the
+//! partial image and FLUSHes, so the job FAILS): `host update refused`, `PASS`, exit 0, the
+//! running image untouched. Any other failure prints a `FAIL` line and exits 1.
 #![no_std]
 #![no_main]
 
 use embassy_executor::Spawner;
 use embassy_time::{Duration, Instant};
 use ota_expresslink::{
-    confirm_after_reset, AcceptAll, Clock, ConfirmOutcome, ExpressLink, HostJob, OtaCode,
+    confirm_after_reset, AcceptAll, Clock, ConfirmOutcome, Error, ExpressLink, HostJob, OtaCode,
     RX_FOR_2K_READS,
 };
 use ota_pal_traits::{BootControl, FileInfo, PlatformImageState, Sha256EcdsaP256Verifier};
@@ -306,6 +308,18 @@ async fn main(_spawner: Spawner) {
         .await
     {
         Ok(r) => r,
+        Err(Error::SignatureRejected(e)) => {
+            // Not a failure of this firmware: it refused an image it cannot trust. The flow
+            // erased what it had stored and FLUSHed the module (the job FAILS); the running
+            // image stays, its boot state untouched.
+            log!(
+                "host update refused: signature check failed ({:?}); keeping {}",
+                e,
+                VERSION
+            );
+            log!("PASS");
+            exit(0)
+        }
         Err(e) => {
             log!("host update error {:?}", e);
             fail("host update")
