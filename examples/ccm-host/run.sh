@@ -12,11 +12,13 @@
 #   Then a job for a 3.0.0 image signed by a rogue key: boot 4 (2.0.0) reads it, the signature
 #   check fails, storage erased, FLUSH (job FAILED) -> boot 5: the bootloader does nothing, 2.0.0.
 #
-# Settings: RUN_TIMEOUT (60 s per QEMU run), ICOUNT_SHIFT (4), MAX_OTA_READ (1000: the module's
+# Settings: RUN_TIMEOUT (180 s per QEMU run: an 80 KB image takes 8-16 s to read out over the
+# emulated UART, more on a loaded host), ICOUNT_SHIFT (4), MAX_OTA_READ (1000: the module's
 # READ cap, not a multiple of the 512-byte flash row, so the host re-blocks), KEEP_WORKDIR=1.
 # Every step is bounded; any failure prints FAIL with the logs' tails and exits 1.
 set -euo pipefail
 MACHINE=mps2-an386
+RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 runner_name=run-ccm-host
 example=example-ccm-host
 source "$(dirname "${BASH_SOURCE[0]}")/../qemu-lib.sh"
