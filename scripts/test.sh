@@ -98,6 +98,8 @@ if [ "$QEMU" = 1 ]; then
     # Apart: agent-min and agent-min-mqtt turn qemu-mps2's panic handler off, the others keep it.
     cargo clippy --release -p agent-min -- -D warnings
     cargo clippy --release -p agent-min-mqtt -- -D warnings
+    # ccm-host bakes in an OTA public key; its runner makes a fresh one, lint uses a throw-away.
+    OTA_EXAMPLE_PUBKEY="$PWD/ccm-host/keys/lint-ota-pub.pem" cargo clippy --release -p example-ccm-host -- -D warnings
     cargo test -p qemu-mps2 --features mps2-an386 --target x86_64-unknown-linux-gnu
     ./run-qemu.sh
     MACHINE=mps3-an547 ./run-qemu.sh
@@ -105,6 +107,7 @@ if [ "$QEMU" = 1 ]; then
     ./tfm/run.sh
     ./same54/run.sh
     ./traveo/run.sh
+    ./ccm-host/run.sh
     # Builds every example firmware and runs agent-min to idle; fails on a failed build or run,
     # judges no sizes. SIZES.md is only rewritten by running the script by hand.
     ../scripts/size-report.sh --no-write

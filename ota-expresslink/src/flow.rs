@@ -5,7 +5,7 @@ use ota_pal_traits::{
     BootControl, FileInfo, ImageStorage, ImageVerifier, PalError, PlatformImageState,
 };
 
-use crate::codec::{EventKind, OtaCode};
+use crate::codec::{CodecError, EventKind, OtaCode};
 use crate::driver::{Error, ExpressLink};
 use crate::read::{ChecksumRule, ReadReply};
 use crate::time::Clock;
@@ -59,6 +59,85 @@ pub struct HostReport {
     pub retries: u32,
     /// Whether the host checked a signature.
     pub signature_checked: bool,
+}
+
+/// Staging buffer [`ExpressLink::host_update`] uses: 512 bytes, a multiple of every
+/// power-of-two flash write unit up to
+/// [`nor::MAX_WRITE_SIZE`](ota_pal_traits::nor::MAX_WRITE_SIZE) (PSoC 6 and TRAVEO rows are
+/// 512 bytes, SAME54 quad words 16). Give [`ExpressLink::host_update_staged`] a buffer of your
+/// own for other write units or fewer, larger flash writes.
+pub const DEFAULT_STAGE_LEN: usize = 512;
+
+/// Re-blocks the READ chunks for the storage: bytes are staged until `buf` is full and written
+/// as one block at an offset that is a multiple of `buf.len()`; the short tail goes last (see
+/// [`ExpressLink::host_update_staged`] for the size rule). When nothing is staged, whole
+/// multiples of `buf.len()` are written straight from the chunk, without a copy.
+struct Stager<'b> {
+    buf: &'b mut [u8],
+    filled: usize,
+    written: u32,
+}
+
+impl<'b> Stager<'b> {
+    fn new(buf: &'b mut [u8]) -> Self {
+        Self {
+            buf,
+            filled: 0,
+            written: 0,
+        }
+    }
+
+    async fn push<S: ImageStorage>(
+        &mut self,
+        storage: &mut S,
+        mut data: &[u8],
+    ) -> Result<(), PalError> {
+        let len = self.buf.len();
+        while !data.is_empty() {
+            if self.filled == 0 && data.len() >= len {
+                let (whole, rest) = data.split_at(data.len() - data.len() % len);
+                self.write(storage, whole).await?;
+                data = rest;
+                continue;
+            }
+            let n = (len - self.filled).min(data.len());
+            let (head, rest) = data.split_at(n);
+            if let Some(dst) = self.buf.get_mut(self.filled..self.filled + n) {
+                dst.copy_from_slice(head);
+            }
+            self.filled += n;
+            data = rest;
+            if self.filled == len {
+                self.flush(storage).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is staged (the whole buffer, or the file's tail at the end).
+    async fn flush<S: ImageStorage>(&mut self, storage: &mut S) -> Result<(), PalError> {
+        let n = self.filled;
+        if n == 0 {
+            return Ok(());
+        }
+        let at = self.written;
+        storage
+            .write(at, self.buf.get(..n).unwrap_or_default())
+            .await?;
+        self.written = at.saturating_add(n as u32);
+        self.filled = 0;
+        Ok(())
+    }
+
+    async fn write<S: ImageStorage>(
+        &mut self,
+        storage: &mut S,
+        block: &[u8],
+    ) -> Result<(), PalError> {
+        storage.write(self.written, block).await?;
+        self.written = self.written.saturating_add(block.len() as u32);
+        Ok(())
+    }
 }
 
 /// How a module-update flow ended.
@@ -178,13 +257,17 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
     }
 
     /// The host-update flow: state 2 → policy → ACCEPT → wait for state 5 → SEEK 0 → READ
-    /// until a zero count into `storage` (every chunk checksum-checked before it is written or
+    /// until a zero count into `storage` (every chunk checksum-checked before it is staged or
     /// hashed; a failed chunk is re-read after a SEEK back, at most `max_retries` times in a
     /// row) → host signature check when the job has one (on failure: storage aborted, FLUSH,
     /// [`Error::SignatureRejected`], boot state untouched) → CLOSE → poll `OTA?` until 0 →
     /// [`BootControl::request_trial_boot`]. Reset the board afterwards and call
     /// [`confirm_after_reset`] once running the new image. A declined proposal is FLUSHed and
     /// reported as [`Error::Declined`].
+    ///
+    /// The chunks are re-blocked through a [`DEFAULT_STAGE_LEN`]-byte buffer held in this
+    /// future, so READ sizes need not match the flash write unit (see
+    /// [`host_update_staged`](Self::host_update_staged)).
     pub async fn host_update<P, S, V, B>(
         &mut self,
         job: &HostJob<'_>,
@@ -199,6 +282,45 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         V: ImageVerifier,
         B: BootControl,
     {
+        let mut stage = [0u8; DEFAULT_STAGE_LEN];
+        self.host_update_staged(job, policy, storage, verifier, boot, &mut stage)
+            .await
+    }
+
+    /// [`host_update`](Self::host_update) with a staging buffer of the caller's size.
+    ///
+    /// The module returns READ chunks of any length (a cap such as 2048, MaxOTARead, a short
+    /// count mid-file), while a flash [`ImageStorage`] such as
+    /// [`NorFlashImageStorage`](ota_pal_traits::NorFlashImageStorage) takes only blocks that
+    /// start on a write unit and end on one, except the file's last. So the chunks are staged
+    /// in `stage` and written as whole `stage.len()`-byte blocks at offsets that are multiples
+    /// of `stage.len()`, the short tail last (the storage pads it). When nothing is staged,
+    /// whole multiples of `stage.len()` are written straight from the chunk (no copy).
+    ///
+    /// **Size rule:** `stage.len()` must be a non-zero multiple of the storage's write unit
+    /// (512 for PSoC 6 rows; 16 for SAME54); bigger means fewer, larger flash writes. An empty
+    /// buffer is [`Error::Codec`]`(`[`CodecError::BufferFull`]`)`, before any command. With
+    /// an unknown size (job size 0 and no `OTA?` size hint) the storage is prepared for its
+    /// whole capacity, so the tail is not the file's end for it: a storage that requires
+    /// aligned blocks then refuses a tail shorter than its write unit. Pass the size.
+    pub async fn host_update_staged<P, S, V, B>(
+        &mut self,
+        job: &HostJob<'_>,
+        policy: &mut P,
+        storage: &mut S,
+        verifier: &mut V,
+        boot: &mut B,
+        stage: &mut [u8],
+    ) -> Result<HostReport, Error<IO::Error>>
+    where
+        P: UpdatePolicy,
+        S: ImageStorage,
+        V: ImageVerifier,
+        B: BootControl,
+    {
+        if stage.is_empty() {
+            return Err(Error::Codec(CodecError::BufferFull));
+        }
         let status = self.ota_status().await?;
         match status.code {
             OtaCode::HostProposed => {
@@ -233,7 +355,14 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         let file = FileInfo { size, ..job.file };
         storage.prepare(&file).await?;
         let result = self
-            .download(&file, job.signature.is_some(), storage, verifier)
+            .download(
+                &file,
+                known,
+                job.signature.is_some(),
+                storage,
+                verifier,
+                stage,
+            )
             .await;
         let mut report = match result {
             Ok(r) => r,
@@ -271,9 +400,11 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
     async fn download<S: ImageStorage, V: ImageVerifier>(
         &mut self,
         file: &FileInfo<'_>,
+        known: bool,
         hash: bool,
         storage: &mut S,
         verifier: &mut V,
+        stage: &mut [u8],
     ) -> Result<HostReport, Error<IO::Error>> {
         let mut report = HostReport::default();
         if hash {
@@ -281,7 +412,9 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
         }
         let n = self.config().read_size;
         let max_retries = self.config().max_retries;
+        let mut stager = Stager::new(stage);
         let mut failures: u8 = 0;
+        // Bytes received (checksum-checked); the stager has written a prefix of them.
         let mut off: u32 = 0;
         let mut seek_to = Some(0u32);
         loop {
@@ -301,15 +434,22 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
             match self.ota_read(n).await {
                 Ok(ReadReply::End) => break,
                 Ok(ReadReply::Data { data, rule }) => {
-                    storage.write(off, data).await?;
-                    if hash {
-                        verifier.update(data);
-                    }
                     let len = data.len() as u32;
-                    off = off.checked_add(len).ok_or(Error::SizeMismatch {
+                    let end = off.checked_add(len).ok_or(Error::SizeMismatch {
                         expected: file.size,
                         got: u32::MAX,
                     })?;
+                    if known && end > file.size {
+                        return Err(Error::SizeMismatch {
+                            expected: file.size,
+                            got: end,
+                        });
+                    }
+                    stager.push(storage, data).await?;
+                    if hash {
+                        verifier.update(data);
+                    }
+                    off = end;
                     report.chunks += 1;
                     match rule {
                         ChecksumRule::Sum16 => report.sum16_chunks += 1,
@@ -328,6 +468,13 @@ impl<IO: Read + Write, C: Clock, const N: usize> ExpressLink<IO, C, N> {
                 Err(e) => return Err(e),
             }
         }
+        if known && off != file.size {
+            return Err(Error::SizeMismatch {
+                expected: file.size,
+                got: off,
+            });
+        }
+        stager.flush(storage).await?;
         report.bytes = off;
         Ok(report)
     }

@@ -18,7 +18,7 @@ pub use codec::{
 pub use driver::{Config, Error, ExpressLink, FrameError, LineBuf};
 pub use flow::{
     confirm_after_reset, AcceptAll, ConfirmOutcome, HostJob, HostReport, ModuleOutcome,
-    UpdatePolicy,
+    UpdatePolicy, DEFAULT_STAGE_LEN,
 };
 pub use read::{
     encode_read_reply, parse_read_reply, parse_seek_reply, read_line_len, sum16, ChecksumRule,
