@@ -53,10 +53,10 @@ timeout 60 openssl pkey -in "$work/ota.pem" -pubout -out "$work/ota-pub.pem" 2>>
 
 # build_firmware NAME VERSION: the example with VERSION and the OTA public key baked in.
 build_firmware() {
-  export OTA_EXAMPLE_VERSION=$2 OTA_EXAMPLE_PUBKEY="$work/ota-pub.pem"
+  export OTA_EXAMPLE_VERSION=$2 OTA_EXAMPLE_SIGNER_KEY="$work/ota-pub.pem"
   build_example "$example"
   "$objcopy_bin" -O binary "$elf" "$work/$1.bin" || fail "objcopy of $1 failed"
-  unset OTA_EXAMPLE_VERSION OTA_EXAMPLE_PUBKEY
+  unset OTA_EXAMPLE_VERSION OTA_EXAMPLE_SIGNER_KEY
 }
 build_firmware v1 1.0.0
 build_firmware v2 2.0.0

@@ -54,38 +54,48 @@ fn main() {
     }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed=build.rs");
-    if env::var_os("CARGO_FEATURE_OTA").is_some() {
+    if env::var_os("CARGO_FEATURE_SIGNER").is_some() {
         signer_key(&out);
     }
 }
 
-/// The `ota` module's code-signing key: a copy of the PEM file `OTA_EXAMPLE_SIGNER_KEY` names,
-/// or an empty file (the firmware then fails at start and says why).
+/// The `signer` module's key: a copy of the file `OTA_EXAMPLE_SIGNER_KEY` names, checked to look
+/// like a public key or certificate, or an empty file (the firmware then fails at start and
+/// says why).
 fn signer_key(out: &std::path::Path) {
-    println!("cargo:rerun-if-env-changed=OTA_EXAMPLE_SIGNER_KEY");
-    let pem = match env::var_os("OTA_EXAMPLE_SIGNER_KEY") {
+    const VAR: &str = "OTA_EXAMPLE_SIGNER_KEY";
+    println!("cargo:rerun-if-env-changed={VAR}");
+    let key = match env::var_os(VAR).filter(|p| !p.is_empty()) {
         Some(path) => {
-            println!("cargo:rerun-if-changed={}", PathBuf::from(&path).display());
-            match fs::read(&path) {
-                Ok(pem) => pem,
-                Err(e) => {
-                    eprintln!(
-                        "qemu-mps2: OTA_EXAMPLE_SIGNER_KEY={}: {e}",
-                        PathBuf::from(&path).display()
-                    );
-                    std::process::exit(1);
-                }
+            let path = PathBuf::from(path);
+            println!("cargo:rerun-if-changed={}", path.display());
+            let key = fs::read(&path).unwrap_or_else(|e| {
+                eprintln!("qemu-mps2: {VAR}={}: {e}", path.display());
+                std::process::exit(1)
+            });
+            let pem = key.starts_with(b"-----BEGIN PUBLIC KEY-----")
+                || key.starts_with(b"-----BEGIN CERTIFICATE-----");
+            let der = key.first() == Some(&0x30);
+            let sec1 = matches!((key.len(), key.first()), (65, Some(4)) | (33, Some(2 | 3)));
+            if !(pem || der || sec1) {
+                eprintln!(
+                    "qemu-mps2: {VAR}={}: not a public key or certificate (PEM, DER or a SEC1 \
+                     point); a private key? extract the public one with `openssl pkey -pubout`",
+                    path.display()
+                );
+                std::process::exit(1);
             }
+            key
         }
         None => {
             println!(
-                "cargo:warning=OTA_EXAMPLE_SIGNER_KEY is not set: this firmware has no code-signing key and will refuse to start"
+                "cargo:warning={VAR} is not set: this firmware has no code-signing key and will refuse to start"
             );
             Vec::new()
         }
     };
-    if let Err(e) = fs::write(out.join("signer-key.pem"), pem) {
-        eprintln!("qemu-mps2: cannot write signer-key.pem: {e}");
+    if let Err(e) = fs::write(out.join("signer-key"), key) {
+        eprintln!("qemu-mps2: cannot write signer-key: {e}");
         std::process::exit(1);
     }
 }

@@ -17,7 +17,7 @@
 //!    the state-2 metadata (the CCM shows the job's file entry there), then runs
 //!    [`ExpressLink::host_update_staged`]: ACCEPT, wait for state 5, `AT+OTA READ` into the
 //!    MCUboot secondary slot through a 2 KiB stage, the signature checked on the host with the
-//!    OTA code-signing key baked in at build time (`OTA_EXAMPLE_PUBKEY`, see `build.rs`),
+//!    OTA code-signing key baked in at build time (`OTA_EXAMPLE_SIGNER_KEY`, `qemu_mps2::signer`),
 //!    CLOSE (the job SUCCEEDS), `request_trial_boot` (secondary MAGIC);
 //! 5. "resets": logs `RESET for the trial boot of the host update` and exits QEMU with status
 //!    0; the runner then plays the bootloader (`qemu-boot boot`) and starts the new image.
@@ -34,7 +34,7 @@ use ota_expresslink::{
     confirm_after_reset, AcceptAll, Clock, ConfirmOutcome, Error, ExpressLink, HostJob, OtaCode,
     RX_FOR_2K_READS,
 };
-use ota_pal_traits::{BootControl, FileInfo, PlatformImageState, Sha256EcdsaP256Verifier};
+use ota_pal_traits::{BootControl, FileInfo, PlatformImageState};
 use pal_psoc6::{Config, Psoc6BootControl, Psoc6ImageStorage};
 use qemu_mps2::flash::SemihostingFlash;
 use qemu_mps2::semihosting::exit;
@@ -58,9 +58,6 @@ const VERSION: &str = match option_env!("OTA_EXAMPLE_VERSION") {
     Some(v) => v,
     None => "0.0.0",
 };
-
-/// The OTA code-signing public key (PEM or SPKI DER), copied in by `build.rs`.
-const OTA_PUBKEY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ota_pubkey.bin"));
 
 /// How long to wait for a proposal, in emulated milliseconds.
 const WAIT_MS: u64 = match option_env!("OTA_EXAMPLE_WAIT_MS") {
@@ -276,13 +273,7 @@ async fn main(_spawner: Spawner) {
             fail("Psoc6ImageStorage::new")
         }
     };
-    let mut verifier = match Sha256EcdsaP256Verifier::from_key_bytes(OTA_PUBKEY) {
-        Ok(v) => v,
-        Err(e) => {
-            log!("PAL error {:?}", e);
-            fail("the baked-in OTA public key does not load")
-        }
-    };
+    let mut verifier = qemu_mps2::signer::verifier();
     let job = HostJob {
         file: FileInfo {
             index: 0,

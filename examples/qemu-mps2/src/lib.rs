@@ -17,6 +17,8 @@
 //!   `NalTransport`.
 //! - [`ota`] (feature `ota`, Cortex-M only): the OTA application the board examples run, the
 //!   agent and driver of `ota-core` over mqttrust with the board's PAL parts.
+//! - [`signer`] (feature `signer`, part of `ota`): the OTA code-signing key baked in at build
+//!   time (`OTA_EXAMPLE_SIGNER_KEY`) and its verifier.
 //!
 //! `qemu-hello` passes `examples/run-qemu.sh` on all four machines; the timing and MQTT
 //! measurements in `examples/README.md` were made on `mps2-an386`.
@@ -28,9 +30,17 @@ pub mod mqtt;
 #[cfg(all(feature = "ota", target_os = "none"))]
 pub mod ota;
 pub mod semihosting;
+#[cfg(feature = "signer")]
+pub mod signer;
 #[cfg(target_os = "none")]
 pub mod time;
 pub mod uart;
+
+/// Logs `FAIL: what` and exits QEMU with status 1: how an example stops on an error.
+pub fn fail(what: &str) -> ! {
+    log!("FAIL: {}", what);
+    semihosting::exit(1)
+}
 
 /// Brings up what every example needs: the SysTick time driver. Call once, first thing in
 /// `main`, with the core peripherals taken from `cortex_m::Peripherals::take()`.

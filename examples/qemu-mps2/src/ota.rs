@@ -9,7 +9,7 @@
 //! 2. the mqttrust stack starts in its own task over [`SerialNetwork`] (QEMU wires UART0 to
 //!    the broker's TCP port), and connects with the thing name as client id;
 //! 3. the driver runs the agent: it asks for the next job, downloads the image block by block
-//!    into the board's storage, verifies its signature with [`signer_key_pem`], asks the
+//!    into the board's storage, verifies its signature with [`signer()`], asks the
 //!    board's bootloader for a trial boot and resets; after the reset (a new QEMU run booted
 //!    through the host-played bootloader) it self-tests ([`ExampleApp`]), confirms and reports
 //!    SUCCEEDED, or rejects and reports FAILED;
@@ -20,9 +20,7 @@
 //! With no job pending the agent waits for one forever, as on a device; the runners stop QEMU
 //! once the cloud reports the job's outcome.
 //!
-//! The OTA code-signing public key is baked in at build time: set `OTA_EXAMPLE_SIGNER_KEY` to
-//! a PEM file (SPKI public key or certificate) when building. Without it the build warns and
-//! the firmware fails at start with a message saying so.
+//! The OTA code-signing public key is baked in at build time ([`crate::signer`]).
 
 use core::net::Ipv4Addr;
 
@@ -38,7 +36,6 @@ use ota_core::wire::topic::Qos;
 use ota_core::wire::version::AppVersion;
 use ota_pal_traits::{
     BootControl, DownloadJournal, FlashJournal, ImageStorage, ImageVerifier, Reset,
-    Sha256EcdsaP256Verifier,
 };
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -47,6 +44,9 @@ use crate::mqtt::SerialNetwork;
 use crate::semihosting::exit;
 use crate::uart::CmsdkUart;
 use crate::{log, machine};
+
+pub use crate::fail;
+pub use crate::signer::{key_bytes as signer_key, verifier as signer};
 
 /// The line [`QemuReset`] logs before the firmware exits for a reboot.
 pub const RESET_LINE: &str = "reset: reboot through the bootloader";
@@ -65,28 +65,6 @@ pub const RX_LEN: usize = BLOCK_SIZE as usize + 1500 + 30;
 
 /// mqttrust's transmit buffer: the largest status update or stream request.
 pub const TX_LEN: usize = 1024;
-
-/// The code-signing public key baked in at build time from `OTA_EXAMPLE_SIGNER_KEY` (PEM), or
-/// empty when the build had none.
-pub fn signer_key_pem() -> &'static [u8] {
-    include_bytes!(concat!(env!("OUT_DIR"), "/signer-key.pem"))
-}
-
-/// The OTA code-signing verifier (ECDSA P-256 over SHA-256) with the baked-in key; fails the
-/// firmware with a clear message when the build had no key or it does not parse.
-pub fn signer() -> Sha256EcdsaP256Verifier {
-    let pem = signer_key_pem();
-    if pem.is_empty() {
-        fail("no code-signing key baked in: build with OTA_EXAMPLE_SIGNER_KEY=<public key PEM>")
-    }
-    match Sha256EcdsaP256Verifier::from_pem(pem) {
-        Ok(v) => v,
-        Err(e) => {
-            log!("PAL error {:?}", e);
-            fail("OTA_EXAMPLE_SIGNER_KEY is not a P-256 public key or certificate (PEM)")
-        }
-    }
-}
 
 /// The flash file `path` of `size` bytes erased to `erased` (created when missing), or a
 /// `FAIL:` line and exit status 1 when it cannot be opened.
@@ -173,12 +151,6 @@ macro_rules! example {
             self_test_passes: !matches!(option_env!("OTA_EXAMPLE_SELF_TEST"), Some("fail")),
         }
     };
-}
-
-/// Logs `FAIL: what` and exits QEMU with status 1.
-pub fn fail(what: &str) -> ! {
-    log!("FAIL: {}", what);
-    exit(1)
 }
 
 /// embassy-time as the driver's clock, in milliseconds of emulated time.
