@@ -39,7 +39,7 @@ use pal_psoc6::{Config, Psoc6BootControl, Psoc6ImageStorage};
 use qemu_mps2::flash::SemihostingFlash;
 use qemu_mps2::semihosting::exit;
 use qemu_mps2::uart::CmsdkUart;
-use qemu_mps2::{log, machine};
+use qemu_mps2::{fail, log, machine};
 
 /// The flash file, relative to QEMU's working directory.
 const FLASH_FILE: &str = "ccm-host.flash";
@@ -76,11 +76,6 @@ const fn parse_u64(s: &str) -> u64 {
         b = rest;
     }
     n
-}
-
-fn fail(what: &str) -> ! {
-    log!("FAIL: {}", what);
-    exit(1)
 }
 
 /// The application's self-test before it commits to a new image. Trivial here; a build with
@@ -141,13 +136,7 @@ fn parse_offer(meta: &[u8]) -> Result<Offer, &'static str> {
 }
 
 fn open_flash() -> Flash {
-    match Flash::open(FLASH_FILE, FLASH_SIZE, ERASE_VALUE) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?}", e);
-            fail("cannot open the flash file")
-        }
-    }
+    qemu_mps2::flash::open_or_fail(FLASH_FILE, FLASH_SIZE, ERASE_VALUE)
 }
 
 /// Polls `OTA?` until a host update is proposed, for [`WAIT_MS`] emulated milliseconds.

@@ -55,6 +55,22 @@ pub const fn nor_program(old: u8, new: u8, erased: u8) -> u8 {
     (erased & old & new) | (!erased & (old | new))
 }
 
+/// [`SemihostingFlash::open`] for firmware that cannot go on without its flash: the file `path`
+/// of `size` bytes erased to `erased`, or a `FAIL:` line naming it and exit status 1.
+pub fn open_or_fail<const WRITE: usize, const ERASE: usize>(
+    path: &str,
+    size: usize,
+    erased: u8,
+) -> SemihostingFlash<WRITE, ERASE> {
+    match SemihostingFlash::open(path, size, erased) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::log!("flash error {:?} on {}", e, path);
+            crate::fail("cannot open a flash file")
+        }
+    }
+}
+
 /// A NOR flash of `size` bytes stored in a host file, with `WRITE`-byte write units and
 /// `ERASE`-byte sectors.
 #[derive(Debug)]

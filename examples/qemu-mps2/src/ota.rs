@@ -46,6 +46,7 @@ use crate::uart::CmsdkUart;
 use crate::{log, machine};
 
 pub use crate::fail;
+pub use crate::flash::open_or_fail as open_flash;
 pub use crate::signer::{key_bytes as signer_key, verifier as signer};
 
 /// The line [`QemuReset`] logs before the firmware exits for a reboot.
@@ -65,22 +66,6 @@ pub const RX_LEN: usize = BLOCK_SIZE as usize + 1500 + 30;
 
 /// mqttrust's transmit buffer: the largest status update or stream request.
 pub const TX_LEN: usize = 1024;
-
-/// The flash file `path` of `size` bytes erased to `erased` (created when missing), or a
-/// `FAIL:` line and exit status 1 when it cannot be opened.
-pub fn open_flash<const WRITE: usize, const ERASE: usize>(
-    path: &str,
-    size: usize,
-    erased: u8,
-) -> SemihostingFlash<WRITE, ERASE> {
-    match SemihostingFlash::open(path, size, erased) {
-        Ok(f) => f,
-        Err(e) => {
-            log!("flash error {:?} on {}", e, path);
-            fail("cannot open a flash file")
-        }
-    }
-}
 
 /// The flash file that holds the download journal: a small data flash of its own (4-byte
 /// program units, 4 KiB sectors, erased to 0xFF), standing in for the board's data area.
