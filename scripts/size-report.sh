@@ -59,6 +59,7 @@ FIRMWARE=(
   "example-tfm|example-tfm|mps2-an505|thumbv8m.main-none-eabihf|board example: agent + driver, mqttrust, pal-tfm over a PSA FWU stand-in, candidate-digest P-256 verifier, flash journal"
   "example-same54|example-same54|mps2-an386|thumbv7em-none-eabihf|board example: agent + driver, mqttrust, pal-same54 (aws_bootloader descriptors), P-256 verifier, flash journal"
   "example-traveo|example-traveo|mps2-an500|thumbv7em-none-eabihf|board example: agent + driver, mqttrust, pal-traveo (dual bank), P-256 verifier, flash journal"
+  "example-ccm-host|example-ccm-host|mps2-an386|thumbv7em-none-eabihf|ExpressLink host example: ota-expresslink AT driver and host-update flow, pal-psoc6, P-256 verifier; no MQTT (the module holds the cloud connection)"
   "agent-min-baseline|agent-min||thumbv7em-none-eabihf|start-up, SysTick clock, block_on, report, exit; no agent"
   "agent-min|agent-min||thumbv7em-none-eabihf|ota-core agent + driver, no-op PAL, MQTT client that never receives"
   "agent-min-pal|agent-min||thumbv7em-none-eabihf|agent-min + Sha256EcdsaP256Verifier + NorFlashImageStorage (no-op NOR driver)"
