@@ -401,6 +401,13 @@ async fn faults_and_refusals_over_mosquitto() {
         let (emu, mut el) = module(&server, cfg).await;
         let mut host = Psoc6Host::new(AppVersion::new(1, 0, 0));
         let v2 = psoc6_image(AppVersion::new(2, 0, 0), 20_000, Behavior::Normal).unwrap();
+        // The module checks host images with HOTAcertificate (here the signer's key; the
+        // driver escapes the PEM's line feeds).
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let pem_of = |k: &SigningKey| k.verifying_key().to_public_key_pem(LineEnding::LF).unwrap();
+        el.conf("HOTAcertificate", pem_of(&key()).as_bytes())
+            .await
+            .unwrap();
 
         // A corrupted checksum and corrupted data: each chunk read again, the image intact.
         let job = create_job(&server, "chunks", 202, "host.bin", &v2).await;
@@ -429,22 +436,12 @@ async fn faults_and_refusals_over_mosquitto() {
         );
         assert_eq!(host.boot(), (AppVersion::new(2, 0, 0), SwapType::None));
 
-        // The module checks host images with HOTAcertificate: another key's certificate → the
-        // agent's signature check fails before the host sees state 5.
-        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        // HOTAcertificate of another key: the agent's signature check fails before the host
+        // sees state 5.
         let other_key = SigningKey::from_slice(&[0x77; 32]).unwrap();
-        let pem = other_key
-            .verifying_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap()
-            .replace('\n', "\\A");
-        el.command_ok(
-            "CONF",
-            None,
-            Some(format!("HOTAcertificate={pem}").as_bytes()),
-        )
-        .await
-        .unwrap();
+        el.conf("HOTAcertificate", pem_of(&other_key).as_bytes())
+            .await
+            .unwrap();
         let job = create_job(&server, "hotacert", 202, "host.bin", &v3).await;
         wait_proposal(&mut el, OtaCode::HostProposed).await;
         let sig = der(&keys::sign(&key(), &v3));
@@ -456,9 +453,26 @@ async fn faults_and_refusals_over_mosquitto() {
             "SignatureCheckFailed from the agent: {exec}"
         );
         assert_eq!(host.boot(), (AppVersion::new(2, 0, 0), SwapType::None));
-        el.command_ok("CONF", None, Some(b"HOTAcertificate="))
-            .await
-            .unwrap();
+        el.conf("HOTAcertificate", b"").await.unwrap();
+
+        // The host declines a proposal (FLUSH in state 2): the agent's prepare fails.
+        let job = create_job(&server, "declined", 202, "host.bin", &v3).await;
+        wait_proposal(&mut el, OtaCode::HostProposed).await;
+        el.ota_flush().await.unwrap();
+        let exec = wait_status(&server, &job, "FAILED").await;
+        assert_eq!(
+            exec["statusDetails"]["reason"], "aborted: 0xe4000001",
+            "{exec}"
+        );
+
+        // A file type the module does not take (5): refused without asking the host.
+        let job = create_job(&server, "type5", 5, "data.bin", &image(1_000)).await;
+        let exec = wait_status(&server, &job, "FAILED").await;
+        assert_eq!(
+            exec["statusDetails"]["reason"], "aborted: 0xe4010005",
+            "{exec}"
+        );
+        assert_eq!(el.ota_status().await.unwrap().code, OtaCode::Idle);
 
         // A module image that is not newer than 1.0.0: the agent's version check.
         let job = create_job(&server, "same", 101, "1.0.0", &image(10_000)).await;
@@ -482,6 +496,86 @@ async fn faults_and_refusals_over_mosquitto() {
     .await;
     drop(server);
     drop(mosq);
+}
+
+/// The host's own messaging shares the module's MQTT session with the agent: `SEND` reaches
+/// another client, a publish on a subscribed topic reaches `GET`, and the agent still takes a
+/// job afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_messages_share_the_modules_session() {
+    let server = Server::start(ServeConfig::loopback()).await.unwrap();
+    within(async {
+        let (_emu, mut el) = module(&server, SimConfig::new(Dialect::V13, THING)).await;
+        let mut peer = common::Device::connect(&server.mqtt_addr, "peer").await;
+        peer.subscribe("ccm/out", rumqttc::QoS::AtLeastOnce).await;
+        el.conf_topic(1, "ccm/out").await.unwrap();
+        el.conf_topic(2, "ccm/in").await.unwrap();
+        el.subscribe(2).await.unwrap();
+        el.send(1, b"hello from the host").await.unwrap();
+        // The module's SUBSCRIBE went out before its PUBLISH: once the peer has the message,
+        // the subscription is in place.
+        assert_eq!(peer.expect("ccm/out").await, b"hello from the host");
+        peer.publish("ccm/in", rumqttc::QoS::AtLeastOnce, "to the host")
+            .await;
+        let mut out = [0u8; 64];
+        let mut got = None;
+        for _ in 0..200 {
+            if let Some(n) = el.get(2, &mut out).await.unwrap() {
+                got = Some(out[..n].to_vec());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(got.as_deref(), Some(&b"to the host"[..]));
+        // The agent is still there.
+        let host = image(5_000);
+        let job = create_job(&server, "after-messages", 202, "host.bin", &host).await;
+        wait_proposal(&mut el, OtaCode::HostProposed).await;
+        el.ota_accept().await.unwrap();
+        el.wait_ota_state(OtaCode::HostReady, &[OtaCode::InProgress])
+            .await
+            .unwrap();
+        el.ota_close().await.unwrap();
+        wait_status(&server, &job, "SUCCEEDED").await;
+    })
+    .await;
+}
+
+/// A module reset mid-read: with the OTA state persisting the host resumes and the job
+/// succeeds; without it the job is gone, and the agent reports it FAILED (not left open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_reset_mid_read_with_and_without_persistence() {
+    within(async {
+        for persist in [true, false] {
+            // A server each: the first module (same thing name) lives on.
+            let server = Server::start(ServeConfig::loopback()).await.unwrap();
+            let mut cfg = SimConfig::new(Dialect::Ccm, THING);
+            cfg.persist_ota = persist;
+            cfg.faults = vec!["reset-at=4096".parse().unwrap()];
+            let (emu, mut el) = module(&server, cfg).await;
+            let mut host = Psoc6Host::new(AppVersion::new(1, 0, 0));
+            let v2 = psoc6_image(AppVersion::new(2, 0, 0), 12_000, Behavior::Normal).unwrap();
+            let job = create_job(&server, &format!("reset-{persist}"), 202, "host.bin", &v2).await;
+            wait_proposal(&mut el, OtaCode::HostProposed).await;
+            let sig = der(&keys::sign(&key(), &v2));
+            let r = host.update(&mut el, v2.len(), &sig).await;
+            assert_eq!(server::lock(&emu).boots(), 2, "the module reset");
+            if persist {
+                assert!(r.unwrap().retries >= 1);
+                wait_status(&server, &job, "SUCCEEDED").await;
+                assert_eq!(host.boot(), (AppVersion::new(2, 0, 0), SwapType::Test));
+            } else {
+                assert!(r.is_err(), "{r:?}");
+                let exec = wait_status(&server, &job, "FAILED").await;
+                assert_eq!(
+                    exec["statusDetails"]["reason"], "rejected: 0x00000000",
+                    "{exec}"
+                );
+                assert_eq!(host.boot(), (AppVersion::new(1, 0, 0), SwapType::None));
+            }
+        }
+    })
+    .await;
 }
 
 /// The `ota module-sim --broker` binary against `ota serve`'s embedded broker: a host job read
