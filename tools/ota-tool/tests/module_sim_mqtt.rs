@@ -474,6 +474,14 @@ async fn faults_and_refusals_over_mosquitto() {
         );
         assert_eq!(el.ota_status().await.unwrap().code, OtaCode::Idle);
 
+        // A module image whose file path names no version: nothing to run it as.
+        let job = create_job(&server, "noversion", 101, "ccm-fw.bin", &image(1_000)).await;
+        let exec = wait_status(&server, &job, "FAILED").await;
+        assert_eq!(
+            exec["statusDetails"]["reason"], "aborted: 0xe4000002",
+            "{exec}"
+        );
+
         // A module image that is not newer than 1.0.0: the agent's version check.
         let job = create_job(&server, "same", 101, "1.0.0", &image(10_000)).await;
         wait_proposal(&mut el, OtaCode::ModuleProposed).await;

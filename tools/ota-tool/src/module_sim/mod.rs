@@ -28,8 +28,9 @@
 //!   against `OTAcertificate` when the host set one (host images against `HOTAcertificate`,
 //!   as the real module does), P-256 only; jobs must carry `sig-sha256-ecdsa` (the agent
 //!   fails a job without it);
-//! * the version of a module image is its job's `filepath` (`[v]A.B.C`); the AWS job
-//!   document carries none, the real module reads it from the image;
+//! * the version of a module image is its job's `filepath` (`[v]A.B.C`; a path that is no
+//!   version is refused, `FAILED aborted: 0xe4000002`); the AWS job document carries none,
+//!   the real module reads it from the image;
 //! * forced updates (`force:YES`), file types 103/107/204 (refused: `FAILED aborted:
 //!   0xe401xxxx`), multi-file jobs mixing 101 and 202, the HTTP data path;
 //! * power loss of the module's cloud side: the MQTT session and the agent live across the
