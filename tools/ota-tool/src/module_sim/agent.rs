@@ -108,6 +108,8 @@ pub struct LinkState {
     pub client: Option<AsyncClient>,
     /// Topics the host subscribed to (subscribed again after a reconnect).
     pub subscriptions: Vec<String>,
+    /// The host's publishes made before the session was up, sent once it is.
+    pub unsent: Vec<(String, Vec<u8>)>,
 }
 
 /// The emulator ↔ agent link: shared state, a wake-up for the agent's waits, and the event

@@ -133,9 +133,17 @@ impl ModuleCloud for MqttCloud {
     }
 
     fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
-        let client = self.link.lock().client.clone();
-        let client = client.ok_or("not connected to the broker")?;
+        let client = {
+            let mut s = self.link.lock();
+            if s.client.is_none() {
+                // The session is still coming up: sent once it is.
+                s.unsent.push((topic.to_string(), payload.to_vec()));
+                return Ok(());
+            }
+            s.client.clone()
+        };
         client
+            .ok_or("not connected to the broker")?
             .try_publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
             .map_err(|e| e.to_string())
     }
@@ -265,7 +273,7 @@ impl MqttClient for ModuleMqtt {
 }
 
 /// Connect (retrying every 500 ms until it works or the link shuts down), hand the client to
-/// the host side and subscribe the host's topics again.
+/// the host side, subscribe the host's topics again and send its publishes made meanwhile.
 async fn connect(local: &Local, thing: &str, host: &str, port: u16) -> Option<Session> {
     let jobs = format!("$aws/things/{thing}/jobs/");
     let streams = format!("$aws/things/{thing}/streams/");
@@ -288,13 +296,16 @@ async fn connect(local: &Local, thing: &str, host: &str, port: u16) -> Option<Se
         match attempt {
             Ok(session) => {
                 let client = session.client();
-                let topics = {
+                let (topics, unsent) = {
                     let mut s = local.link.lock();
                     s.client = Some(client.clone());
-                    s.subscriptions.clone()
+                    (s.subscriptions.clone(), std::mem::take(&mut s.unsent))
                 };
                 for t in topics {
                     let _ = client.try_subscribe(t, QoS::AtLeastOnce);
+                }
+                for (t, p) in unsent {
+                    let _ = client.try_publish(t, QoS::AtLeastOnce, false, p);
                 }
                 return Some(session);
             }
@@ -372,6 +383,8 @@ async fn run(local: Rc<Local>, thing: String, host: String, port: u16) {
                     break;
                 }
                 Exit::Mqtt(LinkError::Mqtt(_)) => {
+                    // The host's publishes wait for the new session.
+                    link.update(|s| s.client = None);
                     driver.mqtt.session.disconnect().await;
                     match connect(&local, &thing, &host, port).await {
                         Some(s) => driver.mqtt.session = s,
