@@ -5,6 +5,7 @@
 //! cancel-safe. When the connection fails the task ends, both channels close and every call
 //! fails: the runtime reconnects with a new session and runs the driver again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +29,12 @@ pub enum MqttError {
     /// A message larger than the receive buffer.
     TooLarge,
 }
+
+/// Looks at each incoming publish (topic, payload) before it is queued for
+/// [`Session::recv_owned`] / [`MqttClient::receive`]; `true` means the tap consumed it and it is
+/// not queued. `ota module-sim` uses one to hand the host's own topics to the emulator while
+/// the agent gets the Jobs and Streams topics.
+pub type Tap = Arc<dyn Fn(&str, &[u8]) -> bool + Send + Sync>;
 
 enum Ack {
     Sub,
@@ -53,6 +60,16 @@ impl Session {
     /// Connect as `client_id` to `host:port` (clean session); fails unless the broker accepts
     /// within `ACK_TIMEOUT`.
     pub async fn connect(client_id: &str, host: &str, port: u16) -> Result<Self> {
+        Self::connect_tapped(client_id, host, port, None).await
+    }
+
+    /// [`Session::connect`] with a [`Tap`] on incoming publishes.
+    pub async fn connect_tapped(
+        client_id: &str,
+        host: &str,
+        port: u16,
+        tap: Option<Tap>,
+    ) -> Result<Self> {
         let mut opts = MqttOptions::new(client_id, host, port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(1 << 20, 1 << 20);
@@ -79,6 +96,9 @@ impl Session {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tap.as_ref().is_some_and(|t| t(&p.topic, &p.payload)) {
+                            continue;
+                        }
                         if ptx.send((p.topic, p.payload.to_vec())).is_err() {
                             return;
                         }
@@ -122,6 +142,12 @@ impl Session {
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
+    }
+
+    /// A handle on the underlying rumqttc client, for publishes and subscriptions made
+    /// outside the [`MqttClient`] calls (their acknowledgements are not waited for).
+    pub fn client(&self) -> AsyncClient {
+        self.client.clone()
     }
 
     /// Close the connection: a DISCONNECT if the link is up, then the event loop (and its

@@ -183,7 +183,15 @@ pub struct DeviceReport {
     pub bytes: u64,
 }
 
-struct TokioClock(tokio::time::Instant);
+/// The driver's [`Clock`] on tokio time, counting from the instant it holds.
+pub(crate) struct TokioClock(pub(crate) tokio::time::Instant);
+
+impl TokioClock {
+    /// A clock whose epoch is now.
+    pub(crate) fn new() -> Self {
+        Self(tokio::time::Instant::now())
+    }
+}
 
 impl Clock for TokioClock {
     fn now(&mut self) -> Instant {

@@ -137,7 +137,7 @@ impl ModuleSimArgs {
 /// Run `ota module-sim` until interrupted.
 pub async fn run(a: ModuleSimArgs) -> Result<()> {
     let cloud: Box<dyn ModuleCloud> = match &a.broker {
-        Some(b) => Box::new(super::mqtt::MqttCloud::start(b, &a.thing)?),
+        Some(b) => Box::new(super::mqtt::MqttCloud::start(b, &a.thing, &a.version)?),
         None => Box::new(a.local_cloud()?),
     };
     let emu = Arc::new(Mutex::new(Emulator::new(a.config(), cloud)));

@@ -106,6 +106,11 @@ pub trait ModuleCloud: Send {
     fn subscribe(&mut self, topic: &str) {
         let _ = topic;
     }
+    /// A configuration key the cloud side uses changed (`HOTAcertificate`, `OTAcertificate`:
+    /// the PEM key images are checked with, empty when cleared).
+    fn configure(&mut self, key: &str, value: &str) {
+        let _ = (key, value);
+    }
 }
 
 /// Shared state of a [`LocalCloud`]; the test (or the CLI) keeps a handle to it.

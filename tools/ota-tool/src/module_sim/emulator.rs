@@ -222,11 +222,18 @@ impl Emulator {
 
     /// A module reset (`AT+RESET`, the RST pin or a power cycle): queues cleared, non-persistent
     /// keys and subscriptions dropped, STARTUP queued. The OTA state and buffer survive when
-    /// `persist_ota` is set (the read pointer goes back to 0 either way).
+    /// `persist_ota` is set (the read pointer goes back to 0 either way); without it the job is
+    /// reported FAILED.
     pub fn reset(&mut self) {
         self.cloud.disconnect();
         if !self.cfg.persist_ota {
-            self.job = None;
+            if let Some(j) = self.job.take() {
+                // The job is gone with the OTA state: say so, or it stays open in the cloud.
+                self.cloud.report(
+                    &j.proposal.job_id,
+                    JobOutcome::Failed("module reset: OTA state lost".into()),
+                );
+            }
             self.state = 0;
         }
         self.log.push("module reset".into());
@@ -577,6 +584,7 @@ impl Emulator {
             "RESET" | "FACTORY_RESET" => self.no_suffix(suffix).map(|_| {
                 if cmd == "FACTORY_RESET" {
                     self.hota_cert.clear();
+                    self.cloud.configure("HOTAcertificate", "");
                     self.endpoint.clear();
                 }
                 self.reset();
@@ -806,8 +814,14 @@ impl Emulator {
             return Ok(String::new());
         }
         match key {
-            "HOTAcertificate" => self.hota_cert = v,
-            "OTAcertificate" => self.ota_cert = v,
+            "HOTAcertificate" | "OTAcertificate" => {
+                self.cloud.configure(key, &v);
+                if key == "HOTAcertificate" {
+                    self.hota_cert = v;
+                } else {
+                    self.ota_cert = v;
+                }
+            }
             "Endpoint" if !ccm => self.endpoint = v,
             "EndPoint" if ccm => self.endpoint = v,
             "RootCA" => self.root_ca = v,

@@ -1,83 +1,118 @@
-//! [`ModuleCloud`] over MQTT (rumqttc) against `ota serve` (or AWS IoT): a minimal Jobs +
-//! Streams client for the module's own thing name. It asks `$next`, listens to
-//! `notify-next`, proposes jobs of file type 101 / 202 to the emulator, downloads the accepted
-//! file over MQTT Streams (JSON encoding, 4 KiB blocks, missing blocks asked again after a
-//! quiet second) and reports IN_PROGRESS on accept, SUCCEEDED or FAILED at the end.
+//! [`ModuleCloud`] over MQTT against `ota serve` (or AWS IoT): the module's cloud side is an
+//! ota-core device. The real [`Agent`] and [`Driver`] run, with the thing name of the module,
+//! over the rumqttc session `ota device` uses ([`Session`]) and the PAL parts of
+//! [`super::agent`]; the agent asks `$next`, downloads the file over MQTT Streams (CBOR, 4 KiB
+//! blocks, [`BLOCKS_PER_REQUEST`] per request) and reports every status itself.
 //!
-//! The emulator side is synchronous; the MQTT session runs in a tokio task and talks to it
-//! through channels. The session starts on the first `AT+CONNECT` and is kept across emulated
-//! module reboots (the module's cloud state is what matters to the host here).
+//! # Threads
+//!
+//! The emulator is synchronous. The agent runs on a thread of its own (a current-thread tokio
+//! runtime); the two share a [`Link`] (the host's decisions, `HOTAcertificate` /
+//! `OTAcertificate`) and an event channel ([`CloudEvent`]s to [`ModuleCloud::poll`]). The
+//! session starts on the first `AT+CONNECT` and lives as long as the [`MqttCloud`]: the
+//! module's emulated resets keep it, and the agent with it (a reset mid-download does not
+//! restart the download; there is no journal, [`NoJournal`], because the agent never restarts
+//! mid-download). A dropped MQTT connection is reconnected and the same agent goes on.
+//!
+//! # One agent per job kind
+//!
+//! The agent hands a trial boot only to files of [`Config::firmware_file_type`]; both kinds of
+//! job need one (101: the module runs the new firmware on trial until the host's
+//! `AT+CONNECT`; 202: the job stays open until the host's `CLOSE`). So the agent runs with the
+//! file type of the job at hand: when a job document of the other kind (101 / 202) arrives
+//! while nothing is on trial, the driver run is ended ([`LinkError::Retype`]) and a new agent
+//! of that kind starts, which asks `$next` again. Module agents keep the anti-rollback version
+//! check (the new version is the job's `filepath`, as before); host agents run with
+//! [`Config::allow_downgrade`], since a host image leaves the module's version as it is.
+//!
+//! # Host messaging
+//!
+//! Publishes on the module's Jobs and Streams topics go to the agent; everything else goes to
+//! the emulator as [`CloudEvent::Message`] (a [`Tap`] on the session). The host's
+//! `SEND`/`SUBSCRIBE` use the session's client directly, QoS 1, not waited for; their
+//! acknowledgements share the session's queue with the agent's, which can make an agent's
+//! subscribe return on the host's SUBACK (harmless on one connection: the broker handles its
+//! packets in order).
 
-use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use base64::Engine as _;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::{json, Value as Json};
-use tokio::sync::mpsc;
+use anyhow::{bail, Context, Result};
+use ota_core::agent::{Agent, Config};
+use ota_core::driver::{Driver, Exit, MqttClient, MqttMessage, NoHttp};
+use ota_core::wire::topic::Qos;
+use ota_core::wire::version::AppVersion;
+use ota_pal_traits::NoJournal;
+use rumqttc::QoS;
+use serde_json::Value as Json;
 
-use super::cloud::{CloudEvent, JobKind, JobOutcome, ModuleCloud, Proposal};
+use super::agent::{
+    parse_version, Link, Local, ModuleApp, ModuleBoot, ModuleReset, ModuleStorage, ModuleVerifier,
+};
+use super::cloud::{CloudEvent, JobKind, JobOutcome, ModuleCloud};
+use crate::device::mqtt::{MqttError, Session, Tap};
+use crate::device::runtime::TokioClock;
 
-/// Stream block size asked for.
-pub const BLOCK: u64 = 4096;
-/// Blocks asked per stream request.
-pub const BLOCKS_PER_REQUEST: u64 = 16;
-
-enum Cmd {
-    Connect,
-    Accept(String),
-    Report(String, JobOutcome),
-    Publish(String, Vec<u8>),
-    Subscribe(String),
-}
+/// Stream block size the agent asks for.
+pub const BLOCK: u32 = 4096;
+/// Blocks the agent asks per stream request.
+pub const BLOCKS_PER_REQUEST: u32 = 16;
+/// The agent's receive buffer (the largest message: a job document or one block).
+const RX_BUFFER: usize = 64 * 1024;
 
 /// The MQTT cloud of one module.
 pub struct MqttCloud {
-    tx: mpsc::UnboundedSender<Cmd>,
+    link: Arc<Link>,
     rx: std_mpsc::Receiver<CloudEvent>,
-    started: bool,
 }
 
 impl MqttCloud {
-    /// Prepare a session to `broker` (HOST:PORT) as `thing`; it starts on the first
-    /// `connect`. Must be called inside a tokio runtime.
-    pub fn start(broker: &str, thing: &str) -> Result<Self> {
+    /// Prepare a session to `broker` (HOST:PORT) as `thing`, for a module running firmware
+    /// `version` at power-on (the agent's running version; `[v]A.B.C`, 0.0.0 when it is not a
+    /// version). The MQTT session starts on the first `connect`; the agent runs on a thread of
+    /// its own, which ends when this value is dropped.
+    pub fn start(broker: &str, thing: &str, version: &str) -> Result<Self> {
         let (host, port) = broker
             .rsplit_once(':')
             .with_context(|| format!("--broker {broker}: expected HOST:PORT"))?;
         let port: u16 = port
             .parse()
             .with_context(|| format!("--broker {broker}: bad port"))?;
-        let (tx, cmd_rx) = mpsc::unbounded_channel();
+        if ota_core::wire::topic::validate_thing_name(thing).is_err() {
+            bail!("thing name '{thing}': 1-128 of [a-zA-Z0-9:_-] for the OTA agent");
+        }
         let (ev_tx, rx) = std_mpsc::channel();
-        let session = Session {
-            thing: thing.to_string(),
-            host: host.to_string(),
-            port,
-            events: ev_tx,
-            job: None,
-            done: BTreeSet::new(),
-            token: 0,
-        };
-        tokio::spawn(session.run(cmd_rx));
-        Ok(Self {
-            tx,
-            rx,
-            started: false,
-        })
+        let link = Arc::new(Link::new(ev_tx));
+        let version = parse_version(version).unwrap_or_default();
+        let (thing, host) = (thing.to_string(), host.to_string());
+        let l = link.clone();
+        std::thread::Builder::new()
+            .name(format!("modsim-agent-{thing}"))
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(run(Local::new(l, version), thing, host, port));
+            })
+            .context("starting the agent's thread")?;
+        Ok(Self { link, rx })
+    }
+}
+
+impl Drop for MqttCloud {
+    fn drop(&mut self) {
+        self.link.update(|s| s.shutdown = true);
     }
 }
 
 impl ModuleCloud for MqttCloud {
     fn connect(&mut self, _thing: &str) -> Result<(), String> {
-        if !self.started {
-            self.tx
-                .send(Cmd::Connect)
-                .map_err(|_| "MQTT session task ended".to_string())?;
-            self.started = true;
-        }
+        self.link.update(|s| s.connect = true);
         Ok(())
     }
 
@@ -86,308 +121,290 @@ impl ModuleCloud for MqttCloud {
     }
 
     fn accept(&mut self, job_id: &str) {
-        let _ = self.tx.send(Cmd::Accept(job_id.to_string()));
+        self.link.update(|s| {
+            s.accepted.insert(job_id.to_string());
+        });
     }
 
     fn report(&mut self, job_id: &str, outcome: JobOutcome) {
-        let _ = self.tx.send(Cmd::Report(job_id.to_string(), outcome));
+        self.link.update(|s| {
+            s.outcomes.insert(job_id.to_string(), outcome);
+        });
     }
 
     fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), String> {
-        self.tx
-            .send(Cmd::Publish(topic.to_string(), payload.to_vec()))
-            .map_err(|_| "MQTT session task ended".to_string())
+        let client = {
+            let mut s = self.link.lock();
+            if s.client.is_none() {
+                // The session is still coming up: sent once it is.
+                s.unsent.push((topic.to_string(), payload.to_vec()));
+                return Ok(());
+            }
+            s.client.clone()
+        };
+        client
+            .ok_or("not connected to the broker")?
+            .try_publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+            .map_err(|e| e.to_string())
     }
 
     fn subscribe(&mut self, topic: &str) {
-        let _ = self.tx.send(Cmd::Subscribe(topic.to_string()));
+        let client = {
+            let mut s = self.link.lock();
+            if !s.subscriptions.iter().any(|t| t == topic) {
+                s.subscriptions.push(topic.to_string());
+            }
+            s.client.clone()
+        };
+        if let Some(c) = client {
+            let _ = c.try_subscribe(topic, QoS::AtLeastOnce);
+        }
+    }
+
+    fn configure(&mut self, key: &str, value: &str) {
+        self.link.update(|s| match key {
+            "HOTAcertificate" => s.hota_cert = value.to_string(),
+            "OTAcertificate" => s.ota_cert = value.to_string(),
+            _ => {}
+        });
     }
 }
 
-/// The job being handled.
-struct Job {
-    id: String,
-    stream: String,
-    file_id: u64,
-    size: u64,
-    data: Vec<u8>,
-    have: Vec<bool>,
-    downloading: bool,
-    requested_until: u64,
+/// Why a driver run's MQTT client stopped it.
+#[derive(Debug)]
+pub enum LinkError {
+    /// The session failed: reconnect and run the same agent again.
+    Mqtt(MqttError),
+    /// A job of this file type arrived and the agent runs another kind: start an agent of
+    /// this kind.
+    Retype(u32),
 }
 
-impl Job {
-    fn blocks(&self) -> u64 {
-        self.size.div_ceil(BLOCK)
-    }
-    fn complete(&self) -> bool {
-        self.have.iter().all(|h| *h)
-    }
-}
-
-struct Session {
+/// The agent's MQTT client: the session, with the Jobs documents peeked at (for the PAL's
+/// proposal and the agent's kind) and the status updates watched (failures before the image
+/// reached the emulator become [`CloudEvent::DownloadFailed`]).
+struct ModuleMqtt {
+    session: Session,
+    local: Rc<Local>,
     thing: String,
-    host: String,
-    port: u16,
-    events: std_mpsc::Sender<CloudEvent>,
-    job: Option<Job>,
-    done: BTreeSet<String>,
-    token: u64,
+    firmware_type: u32,
 }
 
-impl Session {
-    fn topic(&self, rest: &str) -> String {
-        format!("$aws/things/{}/{rest}", self.thing)
+impl ModuleMqtt {
+    fn jobs_topic(&self, rest: &str) -> String {
+        format!("$aws/things/{}/jobs/{rest}", self.thing)
     }
 
-    fn token(&mut self) -> String {
-        self.token += 1;
-        format!("modsim-{}", self.token)
-    }
-
-    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
-        // Wait for the first AT+CONNECT.
-        loop {
-            match cmds.recv().await {
-                None => return,
-                Some(Cmd::Connect) => break,
-                Some(_) => {}
-            }
+    /// A job document: record it; `Some(type)` when an agent of another kind must take it.
+    fn peek(&self, topic: &str, payload: &[u8]) -> Option<u32> {
+        if topic != self.jobs_topic("notify-next") && topic != self.jobs_topic("$next/get/accepted")
+        {
+            return None;
         }
-        let mut opts = MqttOptions::new(self.thing.clone(), self.host.clone(), self.port);
-        opts.set_keep_alive(Duration::from_secs(30));
-        opts.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        let subs = [
-            self.topic("jobs/notify-next"),
-            self.topic("jobs/$next/get/accepted"),
-            self.topic("jobs/$next/get/rejected"),
-            self.topic("jobs/+/update/accepted"),
-            self.topic("jobs/+/update/rejected"),
-            self.topic("streams/+/data/json"),
-            self.topic("streams/+/rejected/json"),
-        ];
-        let mut quiet = tokio::time::interval(Duration::from_millis(1000));
-        let mut progressed = false;
-        loop {
-            tokio::select! {
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for s in &subs {
-                            let _ = client.subscribe(s.clone(), QoS::AtLeastOnce).await;
-                        }
-                        self.get_next(&client).await;
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if self.incoming(&client, &p.topic, &p.payload).await {
-                            progressed = true;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                },
-                cmd = cmds.recv() => match cmd {
-                    None => return,
-                    Some(c) => self.command(&client, c).await,
-                },
-                _ = quiet.tick() => {
-                    // No data for a second: ask for the missing blocks again.
-                    if !std::mem::take(&mut progressed) {
-                        self.request_blocks(&client).await;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn get_next(&mut self, client: &AsyncClient) {
-        let t = self.token();
-        let _ = client
-            .publish(
-                self.topic("jobs/$next/get"),
-                QoS::AtLeastOnce,
-                false,
-                json!({ "clientToken": t }).to_string(),
-            )
-            .await;
-    }
-
-    async fn update(&mut self, client: &AsyncClient, job_id: &str, status: &str, reason: &str) {
-        let body = json!({ "status": status, "statusDetails": { "reason": reason } });
-        let _ = client
-            .publish(
-                self.topic(&format!("jobs/{job_id}/update")),
-                QoS::AtLeastOnce,
-                false,
-                body.to_string(),
-            )
-            .await;
-    }
-
-    async fn command(&mut self, client: &AsyncClient, c: Cmd) {
-        match c {
-            Cmd::Connect => {}
-            Cmd::Accept(id) => {
-                if let Some(j) = self.job.as_mut().filter(|j| j.id == id) {
-                    j.downloading = true;
-                    self.update(client, &id, "IN_PROGRESS", "accepted by the host")
-                        .await;
-                    self.request_blocks(client).await;
-                }
-            }
-            Cmd::Report(id, outcome) => {
-                let (status, reason) = match &outcome {
-                    JobOutcome::Succeeded => ("SUCCEEDED", "accepted".to_string()),
-                    JobOutcome::Failed(r) => ("FAILED", r.clone()),
-                };
-                self.update(client, &id, status, &reason).await;
-                self.done.insert(id.clone());
-                if self.job.as_ref().is_some_and(|j| j.id == id) {
-                    self.job = None;
-                }
-                self.get_next(client).await;
-            }
-            Cmd::Publish(t, p) => {
-                let _ = client.publish(t, QoS::AtLeastOnce, false, p).await;
-            }
-            Cmd::Subscribe(t) => {
-                let _ = client.subscribe(t, QoS::AtLeastOnce).await;
-            }
-        }
-    }
-
-    async fn request_blocks(&mut self, client: &AsyncClient) {
-        let Some(j) = self.job.as_mut().filter(|j| j.downloading && !j.complete()) else {
-            return;
+        let file_type = self.local.observe_job(payload)?;
+        let idle = {
+            let b = self.local.boot.borrow();
+            b.trial.is_none() && b.staged.is_none()
         };
-        let Some(first) = j.have.iter().position(|h| !*h) else {
-            return;
-        };
-        let n = (j.blocks() - first as u64).min(BLOCKS_PER_REQUEST);
-        j.requested_until = first as u64 + n;
-        let topic = format!("$aws/things/{}/streams/{}/get/json", self.thing, j.stream);
-        let body = json!({ "f": j.file_id, "l": BLOCK, "o": first, "n": n });
-        let _ = client
-            .publish(topic, QoS::AtMostOnce, false, body.to_string())
-            .await;
+        let kind = JobKind::from_file_type(file_type)?;
+        (idle && kind.file_type() != self.firmware_type).then_some(file_type)
     }
 
-    /// Handle a message; `true` when a stream block arrived.
-    async fn incoming(&mut self, client: &AsyncClient, topic: &str, payload: &[u8]) -> bool {
-        let prefix = self.topic("");
-        let Some(rest) = topic.strip_prefix(&prefix) else {
-            let _ = self.events.send(CloudEvent::Message {
-                topic: topic.to_string(),
-                payload: payload.to_vec(),
-            });
-            return false;
+    fn watch_status(&self, topic: &str, payload: &[u8]) {
+        let Some(job_id) = topic
+            .strip_prefix(&self.jobs_topic(""))
+            .and_then(|r| r.strip_suffix("/update"))
+        else {
+            return;
         };
         let v: Json = serde_json::from_slice(payload).unwrap_or(Json::Null);
-        if rest == "jobs/notify-next" || rest == "jobs/$next/get/accepted" {
-            self.job_document(&v["execution"]);
-            return false;
-        }
-        if rest.starts_with("streams/") && rest.ends_with("/data/json") {
-            return self.block(client, &v).await;
-        }
-        if rest.starts_with("streams/") && rest.ends_with("/rejected/json") {
-            if let Some(j) = self.job.as_mut().filter(|j| j.downloading) {
-                j.downloading = false;
-                let _ = self.events.send(CloudEvent::DownloadFailed {
-                    job_id: j.id.clone(),
-                    reason: format!("stream rejected: {v}"),
-                });
-            }
-        }
-        if !rest.starts_with("streams/") && !rest.starts_with("jobs/") {
-            let _ = self.events.send(CloudEvent::Message {
-                topic: topic.to_string(),
-                payload: payload.to_vec(),
-            });
-        }
-        false
-    }
-
-    fn job_document(&mut self, exec: &Json) {
-        let Some(id) = exec["jobId"].as_str() else {
-            return;
-        };
-        if self.done.contains(id) || self.job.is_some() {
+        if v["status"] != "FAILED" || self.local.delivered.borrow().contains(job_id) {
             return;
         }
-        let ota = &exec["jobDocument"]["afr_ota"];
-        let Some(f) = ota["files"].get(0) else {
-            return;
-        };
-        let file_type = f["fileType"].as_u64().unwrap_or(0);
-        let Some(kind) = u32::try_from(file_type)
-            .ok()
-            .and_then(JobKind::from_file_type)
-        else {
-            // Not for this module (types 101 / 202 only); leave it to others.
-            self.done.insert(id.to_string());
-            return;
-        };
-        let size = f["filesize"].as_u64().unwrap_or(0);
-        let filepath = f["filepath"].as_str().unwrap_or("").to_string();
-        let signature = f["sig-sha256-ecdsa"]
-            .as_str()
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
-        let blocks = size.div_ceil(BLOCK) as usize;
-        self.job = Some(Job {
-            id: id.to_string(),
-            stream: ota["streamname"].as_str().unwrap_or("").to_string(),
-            file_id: f["fileid"].as_u64().unwrap_or(0),
-            size,
-            data: vec![0; size as usize],
-            have: vec![false; blocks],
-            downloading: false,
-            requested_until: 0,
+        let reason = v["statusDetails"]["reason"].as_str().unwrap_or("").trim();
+        self.local.link.emit(CloudEvent::DownloadFailed {
+            job_id: job_id.to_string(),
+            reason: format!("the agent reported FAILED ({reason})"),
         });
-        let _ = self.events.send(CloudEvent::Proposed(Proposal {
-            job_id: id.to_string(),
-            kind,
-            // A module job names its version by its file path (like the CCM image name).
-            version: filepath.clone(),
-            metadata: f.to_string(),
-            signature,
-        }));
+    }
+}
+
+impl MqttClient for ModuleMqtt {
+    type Error = LinkError;
+
+    async fn subscribe(&mut self, topic: &str, qos: Qos) -> Result<(), LinkError> {
+        self.session
+            .subscribe(topic, qos)
+            .await
+            .map_err(LinkError::Mqtt)
     }
 
-    async fn block(&mut self, client: &AsyncClient, v: &Json) -> bool {
-        let Some(j) = self.job.as_mut().filter(|j| j.downloading) else {
-            return false;
-        };
-        let (Some(i), Some(p)) = (v["i"].as_u64(), v["p"].as_str()) else {
-            return false;
-        };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(p) else {
-            return false;
-        };
-        let start = (i * BLOCK) as usize;
-        let end = start + bytes.len();
-        if v["f"].as_u64() != Some(j.file_id) || end > j.data.len() {
+    async fn unsubscribe(&mut self, topic: &str) -> Result<(), LinkError> {
+        self.session
+            .unsubscribe(topic)
+            .await
+            .map_err(LinkError::Mqtt)
+    }
+
+    async fn publish(&mut self, topic: &str, payload: &[u8], qos: Qos) -> Result<(), LinkError> {
+        self.watch_status(topic, payload);
+        self.session
+            .publish(topic, payload, qos)
+            .await
+            .map_err(LinkError::Mqtt)
+    }
+
+    async fn receive<'b>(&mut self, buf: &'b mut [u8]) -> Result<MqttMessage<'b>, LinkError> {
+        let (topic, payload) = self.session.recv_owned().await.map_err(LinkError::Mqtt)?;
+        if let Some(t) = self.peek(&topic, &payload) {
+            return Err(LinkError::Retype(t));
+        }
+        let too_large = || LinkError::Mqtt(MqttError::TooLarge);
+        if topic.len() + payload.len() > buf.len() {
+            return Err(too_large());
+        }
+        let (tb, rest) = buf.split_at_mut(topic.len());
+        tb.copy_from_slice(topic.as_bytes());
+        let pb = rest.get_mut(..payload.len()).ok_or_else(too_large)?;
+        pb.copy_from_slice(&payload);
+        let topic = std::str::from_utf8(tb).map_err(|_| too_large())?;
+        Ok(MqttMessage { topic, payload: pb })
+    }
+}
+
+/// Connect (retrying every 500 ms until it works or the link shuts down), hand the client to
+/// the host side, subscribe the host's topics again and send its publishes made meanwhile.
+async fn connect(local: &Local, thing: &str, host: &str, port: u16) -> Option<Session> {
+    let jobs = format!("$aws/things/{thing}/jobs/");
+    let streams = format!("$aws/things/{thing}/streams/");
+    let events = local.link.events();
+    let tap: Tap = Arc::new(move |topic: &str, payload: &[u8]| {
+        if topic.starts_with(&jobs) || topic.starts_with(&streams) {
             return false;
         }
-        if let Some(dst) = j.data.get_mut(start..end) {
-            dst.copy_from_slice(&bytes);
-        }
-        if let Some(h) = j.have.get_mut(i as usize) {
-            *h = true;
-        }
-        if j.complete() {
-            j.downloading = false;
-            let _ = self.events.send(CloudEvent::Downloaded {
-                job_id: j.id.clone(),
-                image: j.data.clone(),
-            });
-        } else {
-            // Ask for the next batch once this one is in.
-            let first_missing = j.have.iter().position(|h| !*h).unwrap_or(0) as u64;
-            if first_missing >= j.requested_until {
-                self.request_blocks(client).await;
+        let _ = events.send(CloudEvent::Message {
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+        });
+        true
+    });
+    loop {
+        let attempt = tokio::select! {
+            s = Session::connect_tapped(thing, host, port, Some(tap.clone())) => s,
+            () = local.link.closed() => return None,
+        };
+        match attempt {
+            Ok(session) => {
+                let client = session.client();
+                let (topics, unsent) = {
+                    let mut s = local.link.lock();
+                    s.client = Some(client.clone());
+                    (s.subscriptions.clone(), std::mem::take(&mut s.unsent))
+                };
+                for t in topics {
+                    let _ = client.try_subscribe(t, QoS::AtLeastOnce);
+                }
+                for (t, p) in unsent {
+                    let _ = client.try_publish(t, QoS::AtLeastOnce, false, p);
+                }
+                return Some(session);
+            }
+            Err(_) => {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = local.link.closed() => return None,
+                }
             }
         }
-        true
     }
+}
+
+/// The agent's thread: wait for the first `AT+CONNECT`, then run one agent per (emulated)
+/// boot and job kind until the link shuts down.
+async fn run(local: Rc<Local>, thing: String, host: String, port: u16) {
+    let link = local.link.clone();
+    if link.wait_for(|s| s.connect.then_some(())).await.is_none() {
+        return;
+    }
+    let Some(mut session) = connect(&local, &thing, &host, port).await else {
+        return;
+    };
+    let mut firmware_type = JobKind::Module.file_type();
+    let mut rx = vec![0u8; RX_BUFFER];
+    loop {
+        let (version, trial) = {
+            let b = local.boot.borrow();
+            (b.app_version(), b.trial.as_ref().map(|t| t.kind))
+        };
+        if let Some(kind) = trial {
+            firmware_type = kind.file_type();
+        }
+        let Some(mut agent) = new_agent(&thing, version, firmware_type) else {
+            return;
+        };
+        let mut driver = Driver::new(
+            ModuleMqtt {
+                session,
+                local: local.clone(),
+                thing: thing.clone(),
+                firmware_type,
+            },
+            TokioClock::new(),
+            ModuleApp {
+                local: local.clone(),
+            },
+            NoHttp,
+            ModuleStorage {
+                local: local.clone(),
+                firmware_type,
+            },
+            ModuleVerifier {
+                local: local.clone(),
+                kind: None,
+            },
+            ModuleBoot {
+                local: local.clone(),
+            },
+            ModuleReset {
+                local: local.clone(),
+            },
+            NoJournal,
+        );
+        loop {
+            let exit = tokio::select! {
+                exit = driver.run(&mut agent, &mut rx) => exit,
+                () = link.closed() => return,
+            };
+            match exit {
+                // A reboot: the next agent runs what the emulated bootloader chose.
+                Exit::Reset => break,
+                Exit::Mqtt(LinkError::Retype(t)) => {
+                    firmware_type = t;
+                    break;
+                }
+                Exit::Mqtt(LinkError::Mqtt(_)) => {
+                    // The host's publishes wait for the new session.
+                    link.update(|s| s.client = None);
+                    driver.mqtt.session.disconnect().await;
+                    match connect(&local, &thing, &host, port).await {
+                        Some(s) => driver.mqtt.session = s,
+                        None => return,
+                    }
+                }
+            }
+        }
+        session = driver.mqtt.session;
+    }
+}
+
+/// The module's agent: 4 KiB blocks, [`BLOCKS_PER_REQUEST`] per request; module agents check
+/// versions, host agents do not (a host image does not change the module's version).
+fn new_agent(thing: &str, version: AppVersion, firmware_type: u32) -> Option<Box<Agent>> {
+    let mut cfg = Config::new(thing, version);
+    cfg.block_size = BLOCK;
+    cfg.blocks_per_request = BLOCKS_PER_REQUEST;
+    cfg.rx_buffer_len = BLOCKS_PER_REQUEST * (BLOCK + 64);
+    cfg.firmware_file_type = firmware_type;
+    cfg.allow_downgrade = firmware_type == JobKind::Host.file_type();
+    Agent::new(cfg).ok().map(Box::new)
 }

@@ -465,10 +465,15 @@ fn fault_reset_mid_download_persisting_or_not() {
         assert_eq!(at(&mut e, "AT+EVENT?"), "OK 2 0 STARTUP");
         assert!(!e.connected());
         if persist {
+            assert!(cloud.reports().is_empty());
             assert_eq!(at(&mut e, "AT+OTA?"), "OK 5 HOTA AVAILABLE");
             assert_eq!(at(&mut e, "AT+OTA SEEK 20"), "OK 14");
             assert!(at(&mut e, "AT+OTA READ 20").starts_with("OK 14 "));
         } else {
+            // The job went with the OTA state: reported, not left open.
+            let reports = cloud.reports();
+            assert_eq!(reports.len(), 1);
+            assert!(matches!(reports[0].1, JobOutcome::Failed(_)), "{reports:?}");
             assert_eq!(at(&mut e, "AT+OTA?"), "OK 0 IDLE");
             assert!(at(&mut e, "AT+OTA SEEK 20").starts_with("ERR19 "));
         }

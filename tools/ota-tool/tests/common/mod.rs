@@ -152,6 +152,18 @@ impl Device {
         }
     }
 
+    /// The next message on any topic, however long it takes (`None`: the event loop ended).
+    pub async fn next(&mut self) -> Option<(String, Vec<u8>)> {
+        if let Some(m) = self.buf.pop_front() {
+            return Some(m);
+        }
+        loop {
+            if let Msg::Publish(t, p) = self.rx.recv().await? {
+                return Some((t, p));
+            }
+        }
+    }
+
     /// The next message on `topic` parsed as JSON.
     pub async fn expect_json(&mut self, topic: &str) -> serde_json::Value {
         let p = self.expect(topic).await;
