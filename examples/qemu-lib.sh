@@ -182,6 +182,26 @@ qemu_start() {
   pids+=("$qemu_pid")
 }
 
+# ota_runner_setup: what the OTA runners share: the project's tools venv (imgtool) on PATH,
+# openssl, an objcopy ($objcopy_bin), and `qemu-boot` + `ota` built from the root workspace
+# ($qemu_boot_bin, $ota_bin; $root_dir is the repository).
+ota_runner_setup() {
+  root_dir=$(cd "$qemu_examples_dir/.." && pwd)
+  # imgtool lives in the project's tools venv (scripts/setup.sh); find it when run on its own too.
+  PATH="${OTA_TOOLS_VENV:-$root_dir/target/tools-venv}/bin:$PATH"
+  command -v openssl >/dev/null 2>&1 || fail "openssl not found (it makes the test keys)"
+  objcopy_bin=$(command -v llvm-objcopy || true)
+  if [ -z "$objcopy_bin" ]; then
+    objcopy_bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
+    [ -x "$objcopy_bin" ] || fail "no llvm-objcopy or rust-objcopy to turn the firmware ELF into a binary"
+  fi
+  say "building qemu-boot and ota (host, release)"
+  run_waiting "$work/build-host.log" bash -c 'cd "$1" && exec timeout 900 cargo build --release --quiet -p qemu-boot -p ota-tool' _ "$root_dir" ||
+    fail "cargo build of qemu-boot and ota-tool failed or took more than 900 s"
+  qemu_boot_bin="$root_dir/target/release/qemu-boot"
+  ota_bin="$root_dir/target/release/ota"
+}
+
 # check_boot_status N LOG RC: fails with the firmware's own reason unless RC is 0.
 check_boot_status() {
   local n=$1 log=$2 rc=$3 why

@@ -51,23 +51,8 @@ RUN_TIMEOUT=${RUN_TIMEOUT:-120}
 qemu_init
 job_timeout=${JOB_TIMEOUT:-120}
 scenarios=${SCENARIOS:-update bad-signature rollback power-cut}
-root_dir=$(cd "$qemu_examples_dir/.." && pwd)
-# imgtool lives in the project's tools venv (scripts/setup.sh); find it when run on its own too.
-PATH="${OTA_TOOLS_VENV:-$root_dir/target/tools-venv}/bin:$PATH"
-command -v openssl >/dev/null 2>&1 || fail "openssl not found (it makes the test keys)"
 run_start=$(now)
-
-objcopy_bin=$(command -v llvm-objcopy || true)
-if [ -z "$objcopy_bin" ]; then
-  objcopy_bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
-  [ -x "$objcopy_bin" ] || fail "no llvm-objcopy or rust-objcopy to turn the firmware ELF into a binary"
-fi
-
-say "building qemu-boot and ota (host, release)"
-run_waiting "$work/build-host.log" bash -c 'cd "$1" && exec timeout 900 cargo build --release --quiet -p qemu-boot -p ota-tool' _ "$root_dir" ||
-  fail "cargo build of qemu-boot and ota-tool failed or took more than 900 s"
-qemu_boot_bin="$root_dir/target/release/qemu-boot"
-ota_bin="$root_dir/target/release/ota"
+ota_runner_setup
 
 say "test keys: bootloader key, OTA code-signing key, an untrusted signer (P-256; TRAVEO's DBM: RSA-2048)"
 for key in mcuboot ota other; do

@@ -23,25 +23,11 @@ runner_name=run-ccm-host
 example=example-ccm-host
 source "$(dirname "${BASH_SOURCE[0]}")/../qemu-lib.sh"
 qemu_init
-root_dir=$(cd "$qemu_examples_dir/.." && pwd)
-PATH="${OTA_TOOLS_VENV:-$root_dir/target/tools-venv}/bin:$PATH"
-command -v openssl >/dev/null 2>&1 || fail "openssl not found (it makes the test keys)"
 command -v base64 >/dev/null 2>&1 || fail "base64 (coreutils) not found"
 max_ota_read=${MAX_OTA_READ:-1000}
 thing=ccm-host-1
 run_start=$(now)
-
-objcopy_bin=$(command -v llvm-objcopy || true)
-if [ -z "$objcopy_bin" ]; then
-  objcopy_bin="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
-  [ -x "$objcopy_bin" ] || fail "no llvm-objcopy or rust-objcopy to turn the firmware ELF into a binary"
-fi
-
-say "building ota and qemu-boot (host, release)"
-run_waiting "$work/build-tools.log" bash -c 'cd "$1" && exec timeout 900 cargo build --release --quiet -p ota-tool -p qemu-boot' _ "$root_dir" ||
-  fail "cargo build of ota-tool / qemu-boot failed or took more than 900 s"
-ota_bin="$root_dir/target/release/ota"
-qemu_boot_bin="$root_dir/target/release/qemu-boot"
+ota_runner_setup
 
 say "test keys: bootloader key, OTA code-signing key and a rogue signer's key (P-256)"
 for key in mcuboot ota rogue; do

@@ -10,7 +10,7 @@
 
 mod fake;
 
-use fake::{Fake, FakeUart, Kind, TestClock};
+use fake::{file, image, Fake, FakeUart, Kind, TestClock};
 use ota_expresslink::*;
 use ota_pal_traits::sim::{block_on, SimConfig, SimDevice, SimFlash};
 use ota_pal_traits::{
@@ -30,18 +30,6 @@ fn driver(fake: Fake, read_size: u32) -> Driver {
         ..Config::default()
     };
     ExpressLink::new(FakeUart(fake), TestClock::default(), cfg)
-}
-
-fn image(len: usize) -> Vec<u8> {
-    let mut x = 0x1234_5678u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 fn key() -> SigningKey {
@@ -94,17 +82,6 @@ impl BootControl for Boot {
 }
 
 const FLASH: usize = 64 * 1024;
-
-fn file(size: u32) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "host.bin",
-        size,
-        file_type: 202,
-        attributes: 0,
-        cert_path: "",
-    }
-}
 
 struct Run {
     result: Result<HostReport, Error<core::convert::Infallible>>,

@@ -11,7 +11,7 @@
 
 mod fake;
 
-use fake::{Fake, FakeUart, Kind, TestClock};
+use fake::{file, image, Fake, FakeUart, Kind, TestClock};
 use ota_expresslink::*;
 use ota_pal_traits::sim::{block_on, SimConfig, SimDevice};
 use ota_pal_traits::{
@@ -88,29 +88,6 @@ impl ota_pal_traits::ImageVerifier for NoCheck {
     fn update(&mut self, _data: &[u8]) {}
     async fn finish(&mut self, _signature: &[u8]) -> Result<(), PalError> {
         Ok(())
-    }
-}
-
-fn image(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 3) as u8
-        })
-        .collect()
-}
-
-fn file(size: u32) -> FileInfo<'static> {
-    FileInfo {
-        index: 0,
-        path: "host.bin",
-        size,
-        file_type: 202,
-        attributes: 0,
-        cert_path: "",
     }
 }
 

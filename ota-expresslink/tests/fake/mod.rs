@@ -425,3 +425,28 @@ impl Clock for TestClock {
         self.delays += 1;
     }
 }
+
+/// A pseudo-random image of `len` bytes (xorshift32, fixed seed): the same on every run.
+pub fn image(len: usize) -> Vec<u8> {
+    let mut x = 0x1234_5678u32;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// The host-image file entry (file type 202) of a job for a file of `size` bytes.
+pub fn file(size: u32) -> ota_pal_traits::FileInfo<'static> {
+    ota_pal_traits::FileInfo {
+        index: 0,
+        path: "host.bin",
+        size,
+        file_type: 202,
+        attributes: 0,
+        cert_path: "",
+    }
+}
