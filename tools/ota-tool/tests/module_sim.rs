@@ -3,13 +3,16 @@
 //! updates go into `NorFlashImageStorage` over the sim flash with a P-256 check on the host.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ota_expresslink::embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use common::uart::{TokioClock, Uart};
+use ota_expresslink::embedded_io_async::ErrorKind;
 use ota_expresslink::{
-    AcceptAll, Clock, Config, Dialect as HostDialect, Error, EventKind, ExpressLink, HostJob,
-    HostReport, ModuleOutcome,
+    AcceptAll, Config, Dialect as HostDialect, Error, EventKind, ExpressLink, HostJob, HostReport,
+    ModuleOutcome,
 };
 use ota_pal_traits::sim::{SimConfig as FlashConfig, SimDevice, SimFlash};
 use ota_pal_traits::{
@@ -24,36 +27,6 @@ use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The UART: a TCP stream to the emulator.
-struct Uart(TcpStream);
-
-impl ErrorType for Uart {
-    type Error = ErrorKind;
-}
-
-impl Read for Uart {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        self.0.read(buf).await.map_err(|_| ErrorKind::Other)
-    }
-}
-
-impl Write for Uart {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        self.0.write(buf).await.map_err(|_| ErrorKind::Other)
-    }
-    async fn flush(&mut self) -> Result<(), ErrorKind> {
-        self.0.flush().await.map_err(|_| ErrorKind::Other)
-    }
-}
-
-struct TokioClock;
-
-impl Clock for TokioClock {
-    async fn delay_ms(&mut self, ms: u32) {
-        tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
-    }
-}
 
 const RX: usize = ota_expresslink::RX_FOR_2K_READS;
 type Driver = ExpressLink<Uart, TokioClock, RX>;

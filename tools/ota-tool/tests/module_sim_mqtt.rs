@@ -11,12 +11,13 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::uart::{TokioClock, Uart};
 use common::Mosquitto;
 use ota_core::wire::version::AppVersion;
-use ota_expresslink::embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use ota_expresslink::embedded_io_async::ErrorKind;
 use ota_expresslink::{
-    confirm_after_reset, AcceptAll, Clock, Config, ConfirmOutcome, Error, EventKind, ExpressLink,
-    HostJob, HostReport, ModuleOutcome, OtaCode,
+    confirm_after_reset, AcceptAll, Config, ConfirmOutcome, Error, EventKind, ExpressLink, HostJob,
+    HostReport, ModuleOutcome, OtaCode,
 };
 use ota_pal_traits::sim::SimDevice;
 use ota_pal_traits::{FileInfo, Sha256EcdsaP256Verifier};
@@ -34,39 +35,10 @@ use pal_psoc6::sim::{flash_view, program_area, sim_config, BootOutcome, SimBootl
 use pal_psoc6::trailer::SwapType;
 use pal_psoc6::{Psoc6BootControl, Psoc6ImageStorage};
 use serde_json::Value as Json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const THING: &str = "ccm-module-1";
-
-struct Uart(TcpStream);
-
-impl ErrorType for Uart {
-    type Error = ErrorKind;
-}
-
-impl Read for Uart {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        self.0.read(buf).await.map_err(|_| ErrorKind::Other)
-    }
-}
-
-impl Write for Uart {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        self.0.write(buf).await.map_err(|_| ErrorKind::Other)
-    }
-    async fn flush(&mut self) -> Result<(), ErrorKind> {
-        self.0.flush().await.map_err(|_| ErrorKind::Other)
-    }
-}
-
-struct TokioClock;
-
-impl Clock for TokioClock {
-    async fn delay_ms(&mut self, ms: u32) {
-        tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
-    }
-}
 
 type Driver = ExpressLink<Uart, TokioClock, { ota_expresslink::RX_FOR_2K_READS }>;
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod uart;
+
 use std::collections::VecDeque;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
